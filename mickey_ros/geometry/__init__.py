@@ -1,0 +1,1 @@
+"""Pure-torch batched geometry: poses, cameras, Kabsch, RANSAC and pose metrics."""

@@ -1,0 +1,92 @@
+"""Image loading and preprocessing at the library boundary.
+
+Convention:
+    Images cross public APIs as RGB uint8 numpy arrays (H, W, 3). Inside, they are float [0, 1]
+    tensors (B, 3, H, W) with **no** mean/std normalisation (MicKey feeds raw RGB to DINOv2).
+    Intrinsics follow the pixel-centre convention on resize (reference/mickey.md §2); the crop to a
+    multiple of the patch size keeps the top-left corner, so K is unchanged by it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
+
+
+class ImageError(ValueError):
+    """An input image cannot be used; the message says why and what to do."""
+
+
+def check_rgb_image(image: np.ndarray, name: str = "image", min_size: int = 14) -> None:
+    """Raise ``ImageError`` unless ``image`` is an RGB uint8 array (H, W, 3) of usable size."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"{name} must be RGB with shape (H, W, 3), got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ImageError(f"{name} must be uint8, got {image.dtype}; convert with .astype(np.uint8)")
+    if image.shape[0] < min_size or image.shape[1] < min_size:
+        raise ImageError(
+            f"{name} is {image.shape[1]}x{image.shape[0]} px; at least {min_size}x{min_size} is needed"
+        )
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3)."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError(f"cannot decode image {path}; is it a JPEG/PNG file?")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def scale_intrinsics(K: ArrayT, sx: float, sy: float) -> ArrayT:
+    """Rescale (..., 3, 3) intrinsics for a resize by (sx, sy) = (W_new/W, H_new/H).
+
+    Pixel-centre convention: ``fx' = sx fx``, ``cx' = sx cx + sx/2 - 1/2`` (same for y).
+    Works for numpy arrays and torch tensors.
+
+    >>> scale_intrinsics(np.array([[100., 0, 50], [0, 100, 40], [0, 0, 1]]), 0.5, 0.5)[0]
+    array([50.  ,  0.  , 24.75])
+    """
+    out = K * 1.0
+    out[..., 0, :] = sx * K[..., 0, :] + (sx / 2 - 0.5) * K[..., 2, :]
+    out[..., 1, :] = sy * K[..., 1, :] + (sy / 2 - 0.5) * K[..., 2, :]
+    return out
+
+
+def resize_with_intrinsics(
+    image: np.ndarray, K: np.ndarray, size_wh: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an RGB image to ``size_wh = (W, H)`` (bilinear, as OpenCV) and rescale K to match."""
+    if size_wh is None or (image.shape[1], image.shape[0]) == tuple(size_wh):
+        return image, np.asarray(K, dtype=np.float64)
+    import cv2
+
+    W, H = (int(v) for v in size_wh)
+    if W < 14 or H < 14:
+        raise ImageError(f"resize target {W}x{H} is too small; use at least 14x14 (e.g. 540x720)")
+    resized = cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR)
+    sx, sy = W / image.shape[1], H / image.shape[0]
+    return resized, scale_intrinsics(np.asarray(K, dtype=np.float64), sx, sy)
+
+
+def to_tensor(image: np.ndarray) -> Tensor:
+    """RGB uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+
+
+def crop_to_multiple(image: Tensor, multiple: int = 14) -> Tensor:
+    """Crop (..., H, W) to multiples of ``multiple`` keeping the top-left corner (K unchanged)."""
+    H, W = image.shape[-2:]
+    return image[..., : H - H % multiple, : W - W % multiple]
