@@ -63,7 +63,7 @@ class PoseEstimate:
 
     @property
     def inlier_ratio(self) -> float:
-        """confidence / num_samples in [0, 1] (the ratio MicKey's web demo shows)."""
+        """Confidence / num_samples in [0, 1] (the ratio MicKey's web demo shows)."""
         return self.confidence / self.num_samples if self.num_samples else 0.0
 
     @classmethod
