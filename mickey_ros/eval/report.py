@@ -1,0 +1,242 @@
+"""Evaluation reports: JSON, Markdown (summary and per-scene tables) and PNG plots.
+
+Plots use ``matplotlib.figure.Figure`` directly (no pyplot, no global backend switch), so writing
+a report never changes the plotting state of the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mickey_ros.eval.common import atomic_write_text, write_json
+from mickey_ros.geometry.metrics import precision_recall_curve
+
+if TYPE_CHECKING:
+    from mickey_ros.eval.score import SceneScore
+
+POSE_PLOT = "precision_vs_coverage.png"
+HIST_PLOT = "error_histograms.png"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _median(x: np.ndarray) -> float:
+    return float(np.median(x)) if x.size else float("nan")
+
+
+def _scene_rows(scores: list[SceneScore], t_thr: float, r_thr: float, v_thr: float) -> list[list]:
+    rows = []
+    for s in scores:
+        total = len(s.frames) + len(s.failures)
+        ok_pose = int(np.sum((s.t_err_m < t_thr) & (s.r_err_deg < r_thr)))
+        ok_vcre = int(np.sum(s.vcre_px < v_thr))
+        rows.append(
+            [
+                s.name,
+                total,
+                len(s.frames),
+                _median(s.t_err_m),
+                _median(s.r_err_deg),
+                _median(s.vcre_px),
+                ok_pose / total if total else 0.0,
+                ok_vcre / total if total else 0.0,
+            ]
+        )
+    return rows
+
+
+def _plot_coverage(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for label, (recall, precision) in curves.items():
+        ax.step(recall, precision, where="post", label=label)
+    ax.set(
+        xlabel="coverage (frames kept / all frames)",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="Precision vs coverage (sorted by confidence)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_histograms(path: Path, errors: dict[str, tuple[np.ndarray, float]]) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4 * len(errors), 3.2))
+    for i, (label, (values, threshold)) in enumerate(errors.items()):
+        ax = fig.add_subplot(1, len(errors), i + 1)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            upper = max(float(np.percentile(finite, 95)), threshold) * 1.1
+            ax.hist(np.clip(finite, 0, upper), bins=40, range=(0, upper))
+        ax.axvline(threshold, color="r", linestyle="--", label=f"threshold {threshold:g}")
+        ax.set(xlabel=label, ylabel="frames")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def write_mapfree_report(out_dir: Path, results: dict, scores: list[SceneScore]) -> Path:
+    """Write metrics.json, per_frame.csv, report.md and the two PNGs into ``out_dir``.
+
+    Returns:
+        Path of report.md.
+    """
+    from mickey_ros.eval import score as sc
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "metrics.json", results)
+    csv = ["scene,frame,t_err_m,r_err_deg,vcre_px,confidence"]
+    for s in scores:
+        csv += [
+            f"{s.name},{f},{t:.6f},{r:.6f},{v:.6f},{c!r}"
+            for f, t, r, v, c in zip(
+                s.frames, s.t_err_m, s.r_err_deg, s.vcre_px, s.confidence.tolist()
+            )
+        ]
+        csv += [f"{s.name},{f},,,," for f in s.failures]
+    atomic_write_text(out_dir / "per_frame.csv", "\n".join(csv) + "\n")
+
+    def cat(attr: str) -> np.ndarray:
+        return np.concatenate([getattr(s, attr) for s in scores]) if scores else np.zeros(0)
+
+    t_err, r_err, vcre_px, conf = (
+        cat("t_err_m"),
+        cat("r_err_deg"),
+        cat("vcre_px"),
+        cat("confidence"),
+    )
+    failures = results["details"]["failures"]
+    pose_ok = (t_err < sc.T_THRESHOLD_M) & (r_err < sc.R_THRESHOLD_DEG)
+    _plot_coverage(
+        out_dir / POSE_PLOT,
+        {
+            "pose (25 cm, 5 deg)": precision_recall_curve(pose_ok, conf, failures),
+            "VCRE < 90 px": precision_recall_curve(vcre_px < sc.VCRE_THRESHOLD_PX, conf, failures),
+        },
+    )
+    _plot_histograms(
+        out_dir / HIST_PLOT,
+        {
+            "translation error (m)": (t_err, sc.T_THRESHOLD_M),
+            "rotation error (deg)": (r_err, sc.R_THRESHOLD_DEG),
+            "VCRE (px)": (vcre_px, sc.VCRE_THRESHOLD_PX),
+        },
+    )
+    details = results["details"]
+    lines = [
+        f"# Map-free evaluation: {details['split']}",
+        "",
+        f"Submission: `{details['submission']}`",
+        f"Scenes {details['scenes']}, sampled frames {details['frames']}, estimates "
+        f"{details['estimates']}, failures {details['failures']}, skipped lines "
+        f"{len(details['skipped_lines'])}.",
+        "",
+    ]
+    lines += _table(["Metric", "Value"], [[k, results[k]] for k in sc.OFFICIAL_KEYS])
+    lines += [
+        "",
+        f"![precision vs coverage]({POSE_PLOT})",
+        "",
+        f"![errors]({HIST_PLOT})",
+        "",
+        "## Per scene",
+        "",
+    ]
+    lines += _table(
+        [
+            "Scene",
+            "Frames",
+            "Estimated",
+            "Median t (m)",
+            "Median R (deg)",
+            "Median VCRE (px)",
+            "Precision pose",
+            "Precision VCRE",
+        ],
+        _scene_rows(scores, sc.T_THRESHOLD_M, sc.R_THRESHOLD_DEG, sc.VCRE_THRESHOLD_PX),
+    )
+    if details["skipped_lines"]:
+        lines += ["", "## Skipped submission lines", ""]
+        lines += [f"- `{entry}`" for entry in details["skipped_lines"]]
+    report = out_dir / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    return report
+
+
+def write_pairs_report(out_dir: Path, metrics: dict, errors: dict[str, np.ndarray]) -> Path:
+    """Write metrics.json, report.md and an error-histogram PNG for a pair-list evaluation.
+
+    Args:
+        out_dir: output folder.
+        metrics: the summary from ``pairs.summarise``.
+        errors: ``{"pose_err_deg": (N,), "t_err_m": (N,)}``, failures as ``inf``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "metrics.json", metrics)
+    _plot_histograms(
+        out_dir / HIST_PLOT,
+        {
+            "pose error max(R, t angle) (deg)": (errors["pose_err_deg"], 10.0),
+            "translation error (m)": (errors["t_err_m"], 0.5),
+        },
+    )
+    lines = ["# Relative-pose evaluation", ""]
+    lines += _table(["Metric", "Value"], [[k, v] for k, v in metrics.items()])
+    lines += ["", f"![errors]({HIST_PLOT})"]
+    report = out_dir / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    return report
+
+
+def summarise_seeds(per_seed: dict[int, dict]) -> dict:
+    """Mean and population std over seeds of every numeric top-level metric.
+
+    Args:
+        per_seed: ``{seed: results}``.
+
+    Returns:
+        ``{"seeds": [...], "metrics": {key: {"mean", "std", "values"}}}``.
+    """
+    seeds = sorted(per_seed)
+    keys = [k for k, v in per_seed[seeds[0]].items() if isinstance(v, (int, float))]
+    metrics = {}
+    for key in keys:
+        values = [float(per_seed[s][key]) for s in seeds]
+        metrics[key] = {
+            "mean": float(np.mean(values)),
+            "std": float(np.std(values)),
+            "values": values,
+        }
+    return {"seeds": seeds, "metrics": metrics}
+
+
+def write_seed_summary(path_stem: Path, summary: dict) -> Path:
+    """Write ``<stem>.json`` and ``<stem>.md`` (mean +- std per metric); returns the .md path."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path_stem.with_name(path_stem.name + ".json"), summary)
+    rows = [[k, v["mean"], v["std"]] for k, v in summary["metrics"].items()]
+    lines = [f"# Over seeds {summary['seeds']}", ""] + _table(["Metric", "Mean", "Std"], rows)
+    md = path_stem.with_name(path_stem.name + ".md")
+    atomic_write_text(md, "\n".join(lines) + "\n")
+    return md
