@@ -1,0 +1,50 @@
+"""``mickey-ros bench``: per-stage latency and FPS of the estimator."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``bench``."""
+    parser = subparsers.add_parser("bench", help="per-stage latency and FPS")
+    parser.add_argument("--model", default="mickey_vitl14",
+                        help="model config (random weights): mickey_vitl14, mickey_vits14, "
+                        "mickey_small, mickey_tiny")
+    parser.add_argument("--checkpoint", help="measure a checkpoint instead of random weights")
+    parser.add_argument("--dinov2-weights")
+    parser.add_argument("--size", default="540x720", help="input WxH (default 540x720, Map-free)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--batch", type=int, default=1, help="queries per call in cached mode")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--modes", default="pair,cached", help="comma list of pair,cached")
+    parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark."""
+    from mickey_ros.bench import BenchConfig, main
+    from mickey_ros.cli.main import UserError
+
+    try:
+        W, H = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size expects WxH such as 540x720, got {args.size!r}")
+    config = BenchConfig(
+        model=args.model,
+        checkpoint=args.checkpoint,
+        dinov2_weights=args.dinov2_weights,
+        size_wh=(W, H),
+        device=args.device,
+        precision=args.precision,
+        batch=args.batch,
+        iterations=args.iterations,
+        warmup=args.warmup,
+        modes=tuple(m for m in args.modes.split(",") if m),
+    )
+    main(config, args.out)
+    return 0

@@ -1,0 +1,325 @@
+"""``RelativePoseEstimator``: the one API every front-end uses (CLI, node, replay, evaluation).
+
+Owns a MicKey network, a device, a backbone precision and the pose solver; caches the reference
+keyframe's features so each live frame costs one backbone pass; reports per-stage timings.
+
+Convention:
+    ``estimate(query)`` returns ``T_query_ref`` (``X_query = R X_ref + t``, metres), the same as
+    MicKey's output and Map-free's world-to-camera pose with the reference as world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mickey_ros.geometry.camera import backproject
+from mickey_ros.geometry.ransac import PoseSolution, SolverConfig, solve_pose
+from mickey_ros.images import check_rgb_image, resize_with_intrinsics, to_tensor
+from mickey_ros.model.checkpoint import load_checkpoint
+from mickey_ros.model.config import MickeyConfig
+from mickey_ros.model.mickey import MicKey, MicKeyFeatures
+from mickey_ros.pose_estimate import PoseEstimate
+
+DEMO_CHECKPOINT = Path(__file__).parent / "data" / "demo_model.ckpt"
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """Run-time settings of the estimator (the model architecture lives in ``MickeyConfig``)."""
+
+    device: str = "cpu"  # 'cpu', 'cuda', 'cuda:1', ...
+    precision: str = "fp32"  # backbone precision; official inference used 'fp16' on GPU
+    resize: tuple[int, int] | None = None  # (W, H) network input size; None keeps the image size
+    seed: int = 0  # solver seed: the same inputs and seed give the same pose
+    cache_reference: bool = True  # speed trick: reuse the keyframe's features across frames
+    keep_matches: bool = False  # attach inlier keypoints and depth maps for visualisation
+    solver: SolverConfig = field(default_factory=SolverConfig)
+
+
+@dataclass
+class _Prepared:
+    """One image ready for the network: tensor, K of the network input, resize factors."""
+
+    image: Tensor  # (3, H, W) float [0, 1] on the device
+    K: Tensor  # (3, 3) float32 on the device, for the network-input image
+    scale_xy: tuple[float, float]  # network-input px per original px
+
+
+def _check_intrinsics(K: np.ndarray, name: str) -> np.ndarray:
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"{name} must be a (3, 3) intrinsics matrix, got shape {K.shape}")
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(
+            f"{name} needs finite values and positive fx, fy (got fx={K[0, 0]}, fy={K[1, 1]}); "
+            "check the camera calibration / CameraInfo.k"
+        )
+    return K
+
+
+def _stack_features(feats: MicKeyFeatures, batch: int) -> MicKeyFeatures:
+    """Expand batch-1 features (the cached keyframe) to ``batch`` without copying memory."""
+    values = {}
+    for f in dataclasses.fields(feats):
+        value = getattr(feats, f.name)
+        if isinstance(value, Tensor) and value.shape[:1] == (1,):
+            value = value.expand(batch, *value.shape[1:])
+        values[f.name] = value
+    return type(feats)(**values)
+
+
+class RelativePoseEstimator:
+    """Metric relative pose of query images with respect to a reference keyframe.
+
+    Example:
+        >>> from mickey_ros.model.config import mickey_tiny
+        >>> est = RelativePoseEstimator.from_model_config(mickey_tiny())
+        >>> rgb = np.zeros((168, 224, 3), np.uint8)
+        >>> K = np.array([[200.0, 0, 112], [0, 200, 84], [0, 0, 1]])
+        >>> est.set_reference(rgb, K)
+        >>> est.estimate(rgb, K).R.shape
+        (3, 3)
+    """
+
+    def __init__(self, model: MicKey, config: EstimatorConfig = EstimatorConfig()) -> None:
+        if config.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model = model.eval().to(self.device)
+        self.model.set_backbone_precision(config.precision)
+        self._reference: tuple[_Prepared, MicKeyFeatures | None] | None = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        dinov2_weights: str | Path | None = None,
+        config: EstimatorConfig = EstimatorConfig(),
+        model_config: MickeyConfig | None = None,
+    ) -> RelativePoseEstimator:
+        """Load an official ``mickey.ckpt`` (+ DINOv2 weight file) or one of our checkpoints."""
+        model, _ = load_checkpoint(checkpoint, dinov2_weights, model_config=model_config)
+        return cls(model, config)
+
+    @classmethod
+    def from_model_config(
+        cls, model_config: MickeyConfig, config: EstimatorConfig = EstimatorConfig()
+    ) -> RelativePoseEstimator:
+        """A randomly initialised network (tests, benchmarks, launch tests)."""
+        torch.manual_seed(config.seed)
+        return cls(MicKey(model_config), config)
+
+    @classmethod
+    def from_demo(cls, config: EstimatorConfig = EstimatorConfig()) -> RelativePoseEstimator:
+        """The small model bundled with the package (trained on synthetic scenes)."""
+        if not DEMO_CHECKPOINT.is_file():
+            raise FileNotFoundError(
+                f"the bundled demo model {DEMO_CHECKPOINT} is missing; reinstall mickey_ros or "
+                "train it with `mickey-train --config config/train/synthetic_small.yaml`"
+            )
+        return cls.from_checkpoint(DEMO_CHECKPOINT, config=config)
+
+    # ----------------------------------------------------------------- helpers
+    @contextmanager
+    def _timed(self, timings: dict[str, float], stage: str) -> Iterator[None]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1e3
+
+    def _prepare(self, image: np.ndarray, K: np.ndarray, name: str) -> _Prepared:
+        check_rgb_image(image, name)
+        K = _check_intrinsics(K, f"K of {name}")
+        resized, K_net = resize_with_intrinsics(image, K, self.config.resize)
+        tensor = to_tensor(resized).to(self.device, non_blocking=True)
+        scale = (resized.shape[1] / image.shape[1], resized.shape[0] / image.shape[0])
+        return _Prepared(tensor, torch.as_tensor(K_net, dtype=torch.float32, device=self.device), scale)
+
+    def _extract(self, images: list[Tensor], timings: dict[str, float]) -> MicKeyFeatures:
+        batch = torch.stack(images)  # (B, 3, H, W)
+        with self._timed(timings, "backbone"):
+            feature_map = self.model.encode(batch)
+        with self._timed(timings, "heads"):
+            return self.model.decode(feature_map)
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.config.seed)
+
+    # ----------------------------------------------------------------- reference
+    def set_reference(self, image: np.ndarray, K: np.ndarray) -> None:
+        """Set the keyframe (RGB uint8 (H, W, 3), K (3, 3)); its features are cached."""
+        prepared = self._prepare(image, K, "reference image")
+        feats = None
+        if self.config.cache_reference:
+            with torch.inference_mode():
+                feats = self._extract([prepared.image], {})
+        self._reference = (prepared, feats)
+
+    def clear_reference(self) -> None:
+        """Forget the keyframe (e.g. after a clock jump)."""
+        self._reference = None
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether a keyframe is set."""
+        return self._reference is not None
+
+    # ----------------------------------------------------------------- estimation
+    def estimate(self, image: np.ndarray, K: np.ndarray) -> PoseEstimate:
+        """Pose of one query image relative to the keyframe; invalid (with reason) if none set."""
+        return self.estimate_batch([image], [K])[0]
+
+    def estimate_batch(self, images: list[np.ndarray], Ks: list[np.ndarray]) -> list[PoseEstimate]:
+        """Poses of several query images (batched on the device; images of one size per batch)."""
+        if len(images) != len(Ks):
+            raise ValueError(f"got {len(images)} images but {len(Ks)} intrinsics")
+        if self._reference is None:
+            reason = "no reference keyframe set: call set_reference() (or publish reference/image)"
+            return [PoseEstimate.invalid(reason) for _ in images]
+        timings: dict[str, float] = {}
+        with self._timed(timings, "preprocess"):
+            queries = [self._prepare(im, K, f"query image {i}") for i, (im, K) in enumerate(zip(images, Ks))]
+        shapes = {tuple(q.image.shape) for q in queries}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"query images of one batch must share a size after resizing, got {sorted(shapes)}; "
+                "set EstimatorConfig.resize or call estimate() per image"
+            )
+        reference, ref_feats = self._reference
+        with torch.inference_mode():
+            if ref_feats is None:
+                ref_feats = self._extract([reference.image], timings)
+            query_feats = self._extract([q.image for q in queries], timings)
+            return self._solve(reference, _stack_features(ref_feats, len(queries)), queries, query_feats, timings)
+
+    def estimate_pair(
+        self, ref_image: np.ndarray, ref_K: np.ndarray, query_image: np.ndarray, query_K: np.ndarray
+    ) -> PoseEstimate:
+        """Pair mode: pose of ``query`` relative to ``ref`` without touching the cached keyframe."""
+        timings: dict[str, float] = {}
+        with self._timed(timings, "preprocess"):
+            ref = self._prepare(ref_image, ref_K, "reference image")
+            query = self._prepare(query_image, query_K, "query image")
+        with torch.inference_mode():
+            if ref.image.shape == query.image.shape:
+                feats = self._extract([ref.image, query.image], timings)
+                ref_feats, query_feats = (_slice_features(feats, i) for i in (0, 1))
+            else:
+                ref_feats = self._extract([ref.image], timings)
+                query_feats = self._extract([query.image], timings)
+            return self._solve(ref, ref_feats, [query], query_feats, timings)[0]
+
+    def _solve(
+        self,
+        reference: _Prepared,
+        ref_feats: MicKeyFeatures,
+        queries: list[_Prepared],
+        query_feats: MicKeyFeatures,
+        timings: dict[str, float],
+    ) -> list[PoseEstimate]:
+        B = len(queries)
+        with self._timed(timings, "matching"):
+            P = self.model.match(ref_feats, query_feats)  # (B, N0, N1)
+        with self._timed(timings, "solver"):
+            K_ref = reference.K.expand(B, 3, 3)
+            K_query = torch.stack([q.K for q in queries])
+            X_ref = backproject(ref_feats.kpts, ref_feats.depth, K_ref)
+            X_query = backproject(query_feats.kpts, query_feats.depth, K_query)
+            # One solve and one freshly seeded generator per pair, so a pose depends only on its
+            # inputs and the seed, never on the batch it was computed in (resumable evaluation).
+            solutions = [
+                solve_pose(P[i : i + 1], X_ref[i : i + 1], X_query[i : i + 1],
+                           self.config.solver, self._generator())
+                for i in range(B)
+            ]
+        timings["total"] = sum(timings.values())
+        return [
+            self._to_estimate(solutions[i], reference, ref_feats, queries[i], query_feats, i, timings)
+            for i in range(B)
+        ]
+
+    def _to_estimate(
+        self,
+        solution: PoseSolution,
+        reference: _Prepared,
+        ref_feats: MicKeyFeatures,
+        query: _Prepared,
+        query_feats: MicKeyFeatures,
+        i: int,
+        timings: dict[str, float],
+    ) -> PoseEstimate:
+        """Convert pair ``i``'s single-pair ``solution`` into a ``PoseEstimate``."""
+        common = {"num_samples": solution.num_samples, "timings_ms": dict(timings)}
+        if not bool(solution.valid[0]):
+            return PoseEstimate(valid=False, reason=solution.reasons[0], **common)
+        estimate = PoseEstimate(
+            valid=True,
+            R=solution.R[0].double().cpu().numpy(),
+            t=solution.t[0].double().cpu().numpy(),
+            confidence=float(solution.confidence[0]),
+            num_inliers=int(solution.num_inliers[0]),
+            **common,
+        )
+        if self.config.keep_matches:
+            estimate.matches = _visualisation_data(
+                solution, i, reference, ref_feats, query, query_feats
+            )
+        return estimate
+
+    def warmup(self, size_wh: tuple[int, int] = (540, 720), iterations: int = 2) -> None:
+        """Run a few dummy estimates so the first real frame is not slow (kernels, allocator)."""
+        W, H = size_wh
+        rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
+        K = np.array([[W, 0, W / 2], [0, W, H / 2], [0, 0, 1]], dtype=np.float64)
+        saved = self._reference
+        self.set_reference(rgb, K)
+        for _ in range(iterations):
+            self.estimate(rgb, K)
+        self._reference = saved
+
+
+def _slice_features(feats: MicKeyFeatures, i: int) -> MicKeyFeatures:
+    values = {}
+    for f in dataclasses.fields(feats):
+        value = getattr(feats, f.name)
+        values[f.name] = value[i : i + 1] if isinstance(value, Tensor) else value
+    return type(feats)(**values)
+
+
+def _to_original_px(kpts: Tensor, scale_xy: tuple[float, float]) -> np.ndarray:
+    """Network-input pixel coordinates -> original image pixels (inverse pixel-centre resize)."""
+    scale = kpts.new_tensor(scale_xy)
+    return ((kpts + 0.5) / scale - 0.5).double().cpu().numpy()
+
+
+def _visualisation_data(
+    solution: PoseSolution,
+    i: int,
+    reference: _Prepared,
+    ref_feats: MicKeyFeatures,
+    query: _Prepared,
+    query_feats: MicKeyFeatures,
+) -> dict[str, np.ndarray]:
+    h0, w0 = ref_feats.grid_hw
+    h1, w1 = query_feats.grid_hw
+    return {
+        "kpts_ref": _to_original_px(ref_feats.kpts[i, solution.inliers_ref[0]], reference.scale_xy),
+        "kpts_query": _to_original_px(query_feats.kpts[i, solution.inliers_query[0]], query.scale_xy),
+        "depth_ref": ref_feats.depth[i].reshape(h0, w0).float().cpu().numpy(),
+        "depth_query": query_feats.depth[i].reshape(h1, w1).float().cpu().numpy(),
+    }

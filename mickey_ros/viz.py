@@ -1,0 +1,78 @@
+"""Pictures people would rather see than read: matches and depth maps of one estimate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mickey_ros.pose_estimate import PoseEstimate
+
+
+def _side_by_side(ref: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, int]:
+    H = max(ref.shape[0], query.shape[0])
+    canvas = np.full((H, ref.shape[1] + query.shape[1], 3), 255, dtype=np.uint8)
+    canvas[: ref.shape[0], : ref.shape[1]] = ref
+    canvas[: query.shape[0], ref.shape[1] :] = query
+    return canvas, ref.shape[1]
+
+
+def save_estimate_figure(
+    ref_rgb: np.ndarray,
+    query_rgb: np.ndarray,
+    estimate: PoseEstimate,
+    out_path: str | Path,
+    max_lines: int = 150,
+    seed: int = 0,
+) -> Path:
+    """Write one PNG: both images with inlier correspondences, and the two depth maps.
+
+    Args:
+        ref_rgb: (H0, W0, 3) uint8 reference image.
+        query_rgb: (H1, W1, 3) uint8 query image.
+        estimate: result of ``RelativePoseEstimator`` run with ``keep_matches=True``.
+        out_path: PNG path.
+        max_lines: at most this many inlier lines are drawn (random subset, ``seed``).
+        seed: subset selection seed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matches = estimate.matches or {}
+    fig = plt.figure(figsize=(12, 8), constrained_layout=True)
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.2, 1])
+    ax = fig.add_subplot(grid[0, :])
+    canvas, offset = _side_by_side(ref_rgb, query_rgb)
+    ax.imshow(canvas)
+    kpts_ref = matches.get("kpts_ref", np.zeros((0, 2)))
+    kpts_query = matches.get("kpts_query", np.zeros((0, 2)))
+    if len(kpts_ref) > max_lines:
+        keep = np.random.default_rng(seed).choice(len(kpts_ref), max_lines, replace=False)
+        kpts_ref, kpts_query = kpts_ref[keep], kpts_query[keep]
+    for (x0, y0), (x1, y1) in zip(kpts_ref, kpts_query):
+        ax.plot([x0, x1 + offset], [y0, y1], "-", color="lime", lw=0.6, alpha=0.8)
+    ax.scatter(kpts_ref[:, 0], kpts_ref[:, 1], s=4, c="yellow")
+    ax.scatter(kpts_query[:, 0] + offset, kpts_query[:, 1], s=4, c="yellow")
+    title = (
+        f"|t| = {np.linalg.norm(estimate.t):.3f} m, confidence {estimate.confidence:.1f}, "
+        f"{estimate.num_inliers} inliers"
+        if estimate.valid
+        else f"invalid: {estimate.reason}"
+    )
+    ax.set_title(title)
+    ax.axis("off")
+    for col, key, label in ((0, "depth_ref", "reference"), (1, "depth_query", "query")):
+        ax_depth = fig.add_subplot(grid[1, col])
+        depth = matches.get(key)
+        if depth is not None:
+            shown = ax_depth.imshow(depth, cmap="turbo")
+            fig.colorbar(shown, ax=ax_depth, label="depth [m]")
+        ax_depth.set_title(f"{label} depth (per 14-px cell)")
+        ax_depth.axis("off")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

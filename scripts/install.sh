@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install mickey_ros into ./.venv on a fresh Debian/Ubuntu machine without ROS.
+#   bash scripts/install.sh          # library, CLI, synthetic scenes (for `mickey-ros demo`)
+#   bash scripts/install.sh --test   # + test dependencies
+# Torch: TORCH_SPEC (default torch==2.13.0, the CPU build of the reference machine). On a GPU
+# machine install the torch build matching your CUDA first, e.g. TORCH_SPEC=torch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="synth,train"
+[[ "${1:-}" == "--test" ]] && extras="synth,train,test"
+
+# Mesa EGL for headless rendering of synthetic scenes (moderngl on llvmpipe).
+need_apt=0
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
+done
+if [[ $need_apt == 1 ]]; then
+  if [[ $(id -u) == 0 ]]; then
+    apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
+  else
+    echo "warning: install libegl1 libegl-mesa0 libgl1-mesa-dri (sudo apt-get install ...) for synthetic scenes" >&2
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+.venv/bin/python -m pip install -q -e ".[${extras}]"
+echo "installed into $(pwd)/.venv"
