@@ -62,7 +62,9 @@ def run_benchmark(config: BenchConfig) -> dict:
             config.checkpoint, config.dinov2_weights, est_config
         )
     else:
-        estimator = RelativePoseEstimator.from_model_config(get_model_config(config.model), est_config)
+        estimator = RelativePoseEstimator.from_model_config(
+            get_model_config(config.model), est_config
+        )
     ref, query, K = _test_images(config.size_wh)
     results = {}
     for mode in config.modes:
@@ -78,10 +80,11 @@ def run_benchmark(config: BenchConfig) -> dict:
                 runs.append(estimate.timings_ms)
         med = _median_timings(runs)
         frames = config.batch if mode == "cached" else 1
-        results[mode] = {"median_ms": med, "fps": 1e3 * frames / med["total"] if med["total"] else 0.0}
-    memory = (
-        torch.cuda.max_memory_allocated() / 2**20 if estimator.device.type == "cuda" else None
-    )
+        results[mode] = {
+            "median_ms": med,
+            "fps": 1e3 * frames / med["total"] if med["total"] else 0.0,
+        }
+    memory = torch.cuda.max_memory_allocated() / 2**20 if estimator.device.type == "cuda" else None
     return {
         "config": asdict(config),
         "machine": {

@@ -68,9 +68,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str | None = Non
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)

@@ -148,7 +148,9 @@ class RelativePoseEstimator:
         resized, K_net = resize_with_intrinsics(image, K, self.config.resize)
         tensor = to_tensor(resized).to(self.device, non_blocking=True)
         scale = (resized.shape[1] / image.shape[1], resized.shape[0] / image.shape[0])
-        return _Prepared(tensor, torch.as_tensor(K_net, dtype=torch.float32, device=self.device), scale)
+        return _Prepared(
+            tensor, torch.as_tensor(K_net, dtype=torch.float32, device=self.device), scale
+        )
 
     def _extract(self, images: list[Tensor], timings: dict[str, float]) -> MicKeyFeatures:
         batch = torch.stack(images)  # (B, 3, H, W)
@@ -193,11 +195,15 @@ class RelativePoseEstimator:
             return [PoseEstimate.invalid(reason) for _ in images]
         timings: dict[str, float] = {}
         with self._timed(timings, "preprocess"):
-            queries = [self._prepare(im, K, f"query image {i}") for i, (im, K) in enumerate(zip(images, Ks))]
+            queries = [
+                self._prepare(im, K, f"query image {i}")
+                for i, (im, K) in enumerate(zip(images, Ks))
+            ]
         shapes = {tuple(q.image.shape) for q in queries}
         if len(shapes) > 1:
             raise ValueError(
-                f"query images of one batch must share a size after resizing, got {sorted(shapes)}; "
+                f"query images of one batch must share a size after resizing, "
+                f"got {sorted(shapes)}; "
                 "set EstimatorConfig.resize or call estimate() per image"
             )
         reference, ref_feats = self._reference
@@ -205,7 +211,9 @@ class RelativePoseEstimator:
             if ref_feats is None:
                 ref_feats = self._extract([reference.image], timings)
             query_feats = self._extract([q.image for q in queries], timings)
-            return self._solve(reference, _stack_features(ref_feats, len(queries)), queries, query_feats, timings)
+            return self._solve(
+                reference, _stack_features(ref_feats, len(queries)), queries, query_feats, timings
+            )
 
     def estimate_pair(
         self, ref_image: np.ndarray, ref_K: np.ndarray, query_image: np.ndarray, query_K: np.ndarray
@@ -243,13 +251,20 @@ class RelativePoseEstimator:
             # One solve and one freshly seeded generator per pair, so a pose depends only on its
             # inputs and the seed, never on the batch it was computed in (resumable evaluation).
             solutions = [
-                solve_pose(P[i : i + 1], X_ref[i : i + 1], X_query[i : i + 1],
-                           self.config.solver, self._generator())
+                solve_pose(
+                    P[i : i + 1],
+                    X_ref[i : i + 1],
+                    X_query[i : i + 1],
+                    self.config.solver,
+                    self._generator(),
+                )
                 for i in range(B)
             ]
         timings["total"] = sum(timings.values())
         return [
-            self._to_estimate(solutions[i], reference, ref_feats, queries[i], query_feats, i, timings)
+            self._to_estimate(
+                solutions[i], reference, ref_feats, queries[i], query_feats, i, timings
+            )
             for i in range(B)
         ]
 
@@ -319,7 +334,9 @@ def _visualisation_data(
     h1, w1 = query_feats.grid_hw
     return {
         "kpts_ref": _to_original_px(ref_feats.kpts[i, solution.inliers_ref[0]], reference.scale_xy),
-        "kpts_query": _to_original_px(query_feats.kpts[i, solution.inliers_query[0]], query.scale_xy),
+        "kpts_query": _to_original_px(
+            query_feats.kpts[i, solution.inliers_query[0]], query.scale_xy
+        ),
         "depth_ref": ref_feats.depth[i].reshape(h0, w0).float().cpu().numpy(),
         "depth_query": query_feats.depth[i].reshape(h1, w1).float().cpu().numpy(),
     }

@@ -33,7 +33,8 @@ def check_rgb_image(image: np.ndarray, name: str = "image", min_size: int = 14) 
         raise ImageError(f"{name} must be uint8, got {image.dtype}; convert with .astype(np.uint8)")
     if image.shape[0] < min_size or image.shape[1] < min_size:
         raise ImageError(
-            f"{name} is {image.shape[1]}x{image.shape[0]} px; at least {min_size}x{min_size} is needed"
+            f"{name} is {image.shape[1]}x{image.shape[0]} px; "
+            f"at least {min_size}x{min_size} is needed"
         )
 
 

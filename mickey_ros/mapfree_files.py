@@ -25,6 +25,7 @@ class ParseReport:
     skipped: list[tuple[str, int, str]] = field(default_factory=list)
 
     def add(self, path: str | Path, line_no: int, reason: str) -> None:
+        """Record a skipped line."""
         self.skipped.append((str(path), line_no, reason))
 
     def summary(self, limit: int = 5) -> str:
@@ -67,7 +68,9 @@ def _floats(tokens: list[str]) -> list[float] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
-def read_intrinsics(path: str | Path, report: ParseReport | None = None) -> dict[str, CameraIntrinsics]:
+def read_intrinsics(
+    path: str | Path, report: ParseReport | None = None
+) -> dict[str, CameraIntrinsics]:
     """Parse an intrinsics file into ``{frame_path: CameraIntrinsics}``.
 
     Raises:
@@ -82,7 +85,9 @@ def read_intrinsics(path: str | Path, report: ParseReport | None = None) -> dict
         tokens = line.split()
         values = _floats(tokens[1:]) if len(tokens) == 7 else None
         if values is None:
-            report.add(path, line_no, "expected 'name fx fy cx cy width height' with finite numbers")
+            report.add(
+                path, line_no, "expected 'name fx fy cx cy width height' with finite numbers"
+            )
             continue
         fx, fy, cx, cy, width, height = values
         if fx <= 0 or fy <= 0 or width <= 0 or height <= 0:
@@ -91,7 +96,9 @@ def read_intrinsics(path: str | Path, report: ParseReport | None = None) -> dict
         if tokens[0] in out:
             report.add(path, line_no, f"duplicate frame {tokens[0]!r}; keeping the first")
             continue
-        out[tokens[0]] = CameraIntrinsics(intrinsics_matrix(fx, fy, cx, cy), int(width), int(height))
+        out[tokens[0]] = CameraIntrinsics(
+            intrinsics_matrix(fx, fy, cx, cy), int(width), int(height)
+        )
     return out
 
 
@@ -139,7 +146,9 @@ def read_poses(
     return entries
 
 
-def format_pose_line(name: str, q_wxyz: np.ndarray, t: np.ndarray, confidence: float | None = None) -> str:
+def format_pose_line(
+    name: str, q_wxyz: np.ndarray, t: np.ndarray, confidence: float | None = None
+) -> str:
     """One line in poses.txt format (or submission format when ``confidence`` is given)."""
     fields = [name] + [f"{v:.6f}" for v in (*q_wxyz, *t)]
     if confidence is not None:
@@ -159,6 +168,7 @@ def write_intrinsics(path: str | Path, intrinsics: dict[str, CameraIntrinsics]) 
     for name, cam in intrinsics.items():
         K = cam.K
         lines.append(
-            f"{name} {K[0, 0]:.6f} {K[1, 1]:.6f} {K[0, 2]:.6f} {K[1, 2]:.6f} {cam.width} {cam.height}"
+            f"{name} {K[0, 0]:.6f} {K[1, 1]:.6f} {K[0, 2]:.6f} {K[1, 2]:.6f} "
+            f"{cam.width} {cam.height}"
         )
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -95,11 +95,17 @@ class PoseEstimator(Protocol):
     Images are RGB uint8 (H, W, 3); K is (3, 3) float intrinsics of that image.
     """
 
-    def set_reference(self, image: np.ndarray, K: np.ndarray) -> None: ...
+    def set_reference(self, image: np.ndarray, K: np.ndarray) -> None:
+        """Set the keyframe."""
 
     @property
-    def has_reference(self) -> bool: ...
+    def has_reference(self) -> bool:
+        """Whether a keyframe is set."""
 
-    def estimate(self, image: np.ndarray, K: np.ndarray) -> PoseEstimate: ...
+    def estimate(self, image: np.ndarray, K: np.ndarray) -> PoseEstimate:
+        """Pose of one query relative to the keyframe."""
 
-    def estimate_batch(self, images: list[np.ndarray], Ks: list[np.ndarray]) -> list[PoseEstimate]: ...
+    def estimate_batch(
+        self, images: list[np.ndarray], Ks: list[np.ndarray]
+    ) -> list[PoseEstimate]:
+        """Poses of several queries."""

@@ -9,9 +9,12 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``bench``."""
     parser = subparsers.add_parser("bench", help="per-stage latency and FPS")
-    parser.add_argument("--model", default="mickey_vitl14",
-                        help="model config (random weights): mickey_vitl14, mickey_vits14, "
-                        "mickey_small, mickey_tiny")
+    parser.add_argument(
+        "--model",
+        default="mickey_vitl14",
+        help="model config (random weights): mickey_vitl14, mickey_vits14, "
+        "mickey_small, mickey_tiny",
+    )
     parser.add_argument("--checkpoint", help="measure a checkpoint instead of random weights")
     parser.add_argument("--dinov2-weights")
     parser.add_argument("--size", default="540x720", help="input WxH (default 540x720, Map-free)")
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         W, H = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
-        raise UserError(f"--size expects WxH such as 540x720, got {args.size!r}")
+        raise UserError(f"--size expects WxH such as 540x720, got {args.size!r}") from None
     config = BenchConfig(
         model=args.model,
         checkpoint=args.checkpoint,

@@ -20,6 +20,7 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every available sub-command registered."""
     parser = argparse.ArgumentParser(
         prog="mickey-ros",
         description="Metric relative pose between a reference keyframe and a live image (MicKey).",
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -16,7 +16,9 @@ def _parse_k(text: str, flag: str) -> np.ndarray:
     try:
         fx, fy, cx, cy = (float(v) for v in text.split(","))
     except ValueError:
-        raise UserError(f"{flag} expects 'fx,fy,cx,cy' (four comma-separated numbers), got {text!r}")
+        raise UserError(
+            f"{flag} expects 'fx,fy,cx,cy' (four comma-separated numbers), got {text!r}"
+        ) from None
     return intrinsics_matrix(fx, fy, cx, cy)
 
 
@@ -43,15 +45,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--intrinsics", type=Path, help="Map-free intrinsics.txt with both images")
     parser.add_argument("--ref-K", help="reference intrinsics fx,fy,cx,cy")
     parser.add_argument("--query-K", help="query intrinsics fx,fy,cx,cy")
-    parser.add_argument("--checkpoint", type=Path, help="mickey.ckpt or our checkpoint "
-                        "(default: the bundled demo model)")
-    parser.add_argument("--dinov2-weights", type=Path, help="dinov2_vitl14_pretrain.pth for "
-                        "official checkpoints (DINOv2 keys are stripped from mickey.ckpt)")
-    parser.add_argument("--resize", type=int, nargs=2, metavar=("W", "H"),
-                        help="network input size; intrinsics are rescaled to match")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="mickey.ckpt or our checkpoint (default: the bundled demo model)",
+    )
+    parser.add_argument(
+        "--dinov2-weights",
+        type=Path,
+        help="dinov2_vitl14_pretrain.pth for "
+        "official checkpoints (DINOv2 keys are stripped from mickey.ckpt)",
+    )
+    parser.add_argument(
+        "--resize",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        help="network input size; intrinsics are rescaled to match",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"],
-                        help="backbone precision (official GPU runs used fp16)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16", "bf16"],
+        help="backbone precision (official GPU runs used fp16)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="solver seed")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--viz", type=Path, help="write a PNG with matches and depth maps")
@@ -65,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.intrinsics is None and (args.ref_K is None or args.query_K is None):
         raise UserError("give --intrinsics FILE, or both --ref-K and --query-K")
-    K_ref = _parse_k(args.ref_K, "--ref-K") if args.ref_K else _lookup_intrinsics(args.intrinsics, args.ref)
+    K_ref = (
+        _parse_k(args.ref_K, "--ref-K")
+        if args.ref_K
+        else _lookup_intrinsics(args.intrinsics, args.ref)
+    )
     K_query = (
         _parse_k(args.query_K, "--query-K")
         if args.query_K
@@ -81,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         estimator = RelativePoseEstimator.from_demo(config)
     else:
-        estimator = RelativePoseEstimator.from_checkpoint(args.checkpoint, args.dinov2_weights, config)
+        estimator = RelativePoseEstimator.from_checkpoint(
+            args.checkpoint, args.dinov2_weights, config
+        )
     ref_rgb, query_rgb = load_rgb(args.ref), load_rgb(args.query)
     estimate = estimator.estimate_pair(ref_rgb, K_ref, query_rgb, K_query)
     if args.viz is not None:

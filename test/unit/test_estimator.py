@@ -29,7 +29,9 @@ K = np.array([[200.0, 0, W / 2], [0, 200, H / 2], [0, 0, 1]])
 
 @pytest.fixture(scope="module")
 def estimator() -> RelativePoseEstimator:
-    return RelativePoseEstimator.from_model_config(mickey_tiny(), EstimatorConfig(solver=FAST_SOLVER))
+    return RelativePoseEstimator.from_model_config(
+        mickey_tiny(), EstimatorConfig(solver=FAST_SOLVER)
+    )
 
 
 def _with_config(est: RelativePoseEstimator, **changes) -> RelativePoseEstimator:
@@ -99,7 +101,7 @@ class TestEstimateBatch:
         assert len(results) == 3
 
     def test_pose_does_not_depend_on_batch(self, estimator):
-        """Regression (issue 6 review): the same query and seed give the same pose at any batch size."""
+        """Regression (issue 6 review): same query and seed give the same pose at any batch size."""
         est = _with_config(estimator, seed=3)
         est.set_reference(_textured(0), K)
         single = est.estimate(_textured(0, 3), K)
@@ -130,13 +132,15 @@ class TestEstimatePair:
         if result.valid:
             kpts = result.matches["kpts_ref"]
             assert kpts.shape[1] == 2
-            assert np.all(kpts >= -0.5) and np.all(kpts[:, 0] <= 2 * W) and np.all(kpts[:, 1] <= 2 * H)
+            assert (
+                np.all(kpts >= -0.5) and np.all(kpts[:, 0] <= 2 * W) and np.all(kpts[:, 1] <= 2 * H)
+            )
             assert result.matches["depth_ref"].shape == (H // 14, W // 14)
 
 
 class TestRealPair:
     def test_middlebury_pair_runs_end_to_end(self, estimator):
-        """scikit-image's Middlebury motorcycle pair (GT t = (-0.193, 0, 0) m) with random weights."""
+        """Middlebury motorcycle pair (GT t = (-0.193, 0, 0) m) from skimage, random weights."""
         data = pytest.importorskip("skimage.data")
         left, right, _ = data.stereo_motorcycle()
         K_left = np.array([[994.978, 0, 311.193], [0, 994.978, 254.877], [0, 0, 1]])
