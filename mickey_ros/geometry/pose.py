@@ -1,7 +1,7 @@
 """Rigid-transform and quaternion conversions, batched torch.
 
 Convention:
-    ``T_b_a`` (..., 4, 4) maps points from frame ``a`` into frame ``b``: ``X_b = R_b_a X_a + t_b_a``.
+    ``T_b_a`` (..., 4, 4) maps points from frame ``a`` into ``b``: ``X_b = R_b_a X_a + t_b_a``.
     MicKey's output is ``T_query_ref``; Map-free poses are world-to-camera ``T_cam_world`` with the
     reference camera as world. Quaternions are Hamilton, unit norm; ``q_wxyz`` is scalar-first
     (Map-free files), ``q_xyzw`` is scalar-last (ROS messages).
