@@ -26,6 +26,7 @@ setup(
         "test": [
             "pytest",
             "hypothesis",
+            "catkin_pkg",
             "mcap-ros2-support",
             "transformers",
             "moderngl>=5.8",

@@ -98,6 +98,9 @@ class PoseEstimator(Protocol):
     def set_reference(self, image: np.ndarray, K: np.ndarray) -> None:
         """Set the keyframe."""
 
+    def clear_reference(self) -> None:
+        """Forget the keyframe (clock jump, new map)."""
+
     @property
     def has_reference(self) -> bool:
         """Whether a keyframe is set."""

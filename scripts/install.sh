@@ -10,15 +10,18 @@ extras="synth,train"
 [[ "${1:-}" == "--test" ]] && extras="synth,train,test"
 
 # Mesa EGL for headless rendering of synthetic scenes (moderngl on llvmpipe).
+apt_pkgs="libegl1 libegl-mesa0 libgl1-mesa-dri"
+# The tests also lint msg/*.msg with the official rosidl parser (Debian's system python).
+[[ "${1:-}" == "--test" ]] && apt_pkgs="$apt_pkgs python3-rosidl python3-empy"
 need_apt=0
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri; do
+for pkg in $apt_pkgs; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt=1
 done
 if [[ $need_apt == 1 ]]; then
   if [[ $(id -u) == 0 ]]; then
-    apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
+    apt-get update -qq && apt-get install -y -qq $apt_pkgs >/dev/null
   else
-    echo "warning: install libegl1 libegl-mesa0 libgl1-mesa-dri (sudo apt-get install ...) for synthetic scenes" >&2
+    echo "warning: run 'sudo apt-get install $apt_pkgs' (EGL for synthetic scenes)" >&2
   fi
 fi
 
