@@ -19,6 +19,7 @@ setup(
         "matplotlib",
         "rosbags>=0.10",
         "rosbags-image",
+        "mcap",  # recovers truncated MCAP bags chunk by chunk in replay
     ],
     extras_require={
         "synth": ["moderngl>=5.8", "scikit-image"],

@@ -1,0 +1,214 @@
+"""Per-frame records of a replay, their summary against ground truth, and the files made from them.
+
+Errors reuse ``mickey_ros.geometry.metrics`` (the Map-free definitions): translation error is the
+distance between the estimated and ground-truth query camera centres in the reference camera
+frame (metres), rotation error the geodesic angle between the rotations (degrees).
+
+Convention:
+    ``T_ref_query`` (4, 4) is the pose of the query camera in the reference camera frame (what
+    ``~/relative_pose`` and the TUM file carry); the estimator's ``T_query_ref`` is its inverse.
+    TUM lines are ``stamp_s tx ty tz qx qy qz qw`` of ``T_ref_query``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mickey_ros.geometry.metrics import rotation_error_deg, translation_error
+from mickey_ros.geometry.pose import quat_wxyz_to_xyzw, rotmat_to_quat_wxyz
+
+T_THRESHOLD_M = 0.25  # Map-free "precision at 25 cm / 5 deg"
+R_THRESHOLD_DEG = 5.0
+
+
+@dataclass
+class FrameRecord:
+    """One live frame handed to the session, and its ground truth when the bag has TF."""
+
+    stamp_ns: int
+    valid: bool
+    published: bool
+    T_ref_query: np.ndarray | None  # (4, 4) estimate; None when invalid
+    confidence: float
+    inlier_ratio: float
+    num_inliers: int
+    inference_ms: float
+    e2e_ms: float
+    reason: str  # 'ok' or why the pose was not published
+    T_ref_query_gt: np.ndarray | None = None  # (4, 4) ground truth; None without TF
+    t_err_m: float = math.nan  # NaN unless valid and ground truth known
+    r_err_deg: float = math.nan
+
+
+def pose_errors(T_ref_query: np.ndarray, T_ref_query_gt: np.ndarray) -> tuple[float, float]:
+    """Translation (m, camera-centre distance) and rotation (deg) error of one relative pose.
+
+    Args:
+        T_ref_query: (4, 4) estimated pose of the query camera in the reference camera frame.
+        T_ref_query_gt: (4, 4) ground truth.
+    """
+    T_est = torch.linalg.inv(torch.as_tensor(T_ref_query, dtype=torch.float64))  # T_query_ref
+    T_gt = torch.linalg.inv(torch.as_tensor(T_ref_query_gt, dtype=torch.float64))
+    t_err = translation_error(T_est[:3, :3], T_est[:3, 3], T_gt[:3, :3], T_gt[:3, 3])
+    r_err = rotation_error_deg(T_est[:3, :3], T_gt[:3, :3])
+    return float(t_err.item()), float(r_err.item())
+
+
+def _share(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def summarize(records: list[FrameRecord]) -> dict[str, float | int]:
+    """Counts and metrics of a replay.
+
+    Keys: ``processed``, ``valid``, ``published``, ``valid_share`` and ``published_share`` (of the
+    processed frames); with ground truth also ``gt_frames`` (processed frames with GT),
+    ``median_t_err_m`` and ``median_r_err_deg`` (over valid estimates with GT),
+    ``precision_25cm_5deg`` (correct / ``gt_frames``: a frame without a valid pose counts as
+    wrong, as Map-free counts missing estimates) and ``published_precision_25cm_5deg`` (correct
+    among published frames with GT: how well the gate filters). NaN where undefined.
+    """
+    n = len(records)
+    valid = sum(r.valid for r in records)
+    published = sum(r.published for r in records)
+    summary: dict[str, float | int] = {
+        "processed": n, "valid": valid, "published": published,
+        "valid_share": _share(valid, n), "published_share": _share(published, n),
+    }
+    with_gt = [r for r in records if r.T_ref_query_gt is not None]
+    if not with_gt:
+        return summary
+    errors = np.array([(r.t_err_m, r.r_err_deg) for r in with_gt if r.valid]).reshape(-1, 2)
+    correct = [
+        r.valid and r.t_err_m < T_THRESHOLD_M and r.r_err_deg < R_THRESHOLD_DEG for r in with_gt
+    ]
+    correct_published = [c for c, r in zip(correct, with_gt) if r.published]
+    summary.update({
+        "gt_frames": len(with_gt),
+        "median_t_err_m": float(np.median(errors[:, 0])) if len(errors) else math.nan,
+        "median_r_err_deg": float(np.median(errors[:, 1])) if len(errors) else math.nan,
+        "precision_25cm_5deg": _share(sum(correct), len(with_gt)),
+        "published_precision_25cm_5deg": _share(sum(correct_published), len(correct_published)),
+    })
+    return summary
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "n/a" if math.isnan(value) else format(value, spec)
+
+
+def format_summary(summary: dict[str, float | int]) -> str:
+    """Human-readable lines of ``summarize``'s output ('n/a' where a value is undefined)."""
+    s = summary
+    lines = [
+        f"frames processed: {s['processed']}, valid estimate: {s['valid']} "
+        f"({_fmt(s['valid_share'], '.1%')}), published after gating: {s['published']} "
+        f"({_fmt(s['published_share'], '.1%')})"
+    ]
+    if "gt_frames" in s:
+        lines.append(
+            f"ground truth for {s['gt_frames']} frames: median error "
+            f"{_fmt(s['median_t_err_m'], '.3f')} m / {_fmt(s['median_r_err_deg'], '.2f')} deg, "
+            f"precision at 25 cm / 5 deg {_fmt(s['precision_25cm_5deg'], '.1%')} (all frames), "
+            f"{_fmt(s['published_precision_25cm_5deg'], '.1%')} (published frames)"
+        )
+    return "\n".join(lines)
+
+
+def _tum_line(stamp_ns: int, T: np.ndarray) -> str:
+    q_xyzw = quat_wxyz_to_xyzw(rotmat_to_quat_wxyz(torch.as_tensor(T[:3, :3]))).numpy()
+    values = " ".join(f"{v:.9f}" for v in (*T[:3, 3], *q_xyzw))
+    return f"{stamp_ns // 10**9}.{stamp_ns % 10**9:09d} {values}"
+
+
+def write_tum(path: Path, records: list[FrameRecord], ground_truth: bool = False) -> Path:
+    """TUM trajectory of the published poses (or, with ``ground_truth``, of every GT pose).
+
+    Lines: ``stamp_s tx ty tz qx qy qz qw`` of ``T_ref_query``; compare with evo:
+    ``evo_ape tum poses.gt.txt poses.txt``.
+    """
+    lines = [
+        _tum_line(r.stamp_ns, r.T_ref_query_gt if ground_truth else r.T_ref_query)
+        for r in records
+        if (r.T_ref_query_gt is not None if ground_truth else r.published)
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# stamp_s tx ty tz qx qy qz qw  (T_ref_query, metres)\n" + "".join(
+        line + "\n" for line in lines))
+    return path
+
+
+CSV_COLUMNS = (
+    "stamp_ns", "valid", "published", "tx", "ty", "tz", "qx", "qy", "qz", "qw", "confidence",
+    "inlier_ratio", "num_inliers", "inference_ms", "e2e_ms", "t_err_m", "r_err_deg", "reason",
+)
+
+
+def write_csv(path: Path, records: list[FrameRecord]) -> Path:
+    """One row per processed frame (``CSV_COLUMNS``); pose = ``T_ref_query``, empty if invalid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in records:
+            pose = [""] * 7
+            if r.T_ref_query is not None:
+                pose = _tum_line(0, r.T_ref_query).split()[1:]
+            writer.writerow([
+                r.stamp_ns, int(r.valid), int(r.published), *pose, f"{r.confidence:.3f}",
+                f"{r.inlier_ratio:.4f}", r.num_inliers, f"{r.inference_ms:.2f}", f"{r.e2e_ms:.2f}",
+                "" if math.isnan(r.t_err_m) else f"{r.t_err_m:.4f}",
+                "" if math.isnan(r.r_err_deg) else f"{r.r_err_deg:.3f}", r.reason,
+            ])
+    return path
+
+
+def plot_report(path: Path, records: list[FrameRecord], title: str = "") -> Path:
+    """Write the PNG report: trajectory top view, errors over time, confidence over time.
+
+    The top view is the x-z plane of the reference camera (x right, z forward) with the
+    estimated (published) and ground-truth query camera positions.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4.2), layout="constrained")
+    top, err, conf = fig.subplots(1, 3)
+    t0 = records[0].stamp_ns if records else 0
+    time_s = np.array([(r.stamp_ns - t0) / 1e9 for r in records])
+    gt = np.array([r.T_ref_query_gt[:3, 3] for r in records if r.T_ref_query_gt is not None])
+    est = np.array([r.T_ref_query[:3, 3] for r in records if r.published]).reshape(-1, 3)
+    if len(gt):
+        top.plot(gt[:, 0], gt[:, 2], "-", color="0.3", label="ground truth")
+    top.plot(est[:, 0], est[:, 2], ".", color="tab:blue", label="estimate (published)")
+    top.plot([0], [0], "r^", label="reference camera")
+    top.set(xlabel="x (m, right)", ylabel="z (m, forward)", title="query camera, top view")
+    top.set_aspect("equal", adjustable="datalim")
+    top.legend(fontsize=8)
+    t_err = np.array([r.t_err_m for r in records])
+    r_err = np.array([r.r_err_deg for r in records])
+    err.plot(time_s, t_err, ".-", color="tab:red", label="translation (m)")
+    err.axhline(T_THRESHOLD_M, color="tab:red", ls=":", lw=0.8)
+    err.set(xlabel="time (s)", ylabel="translation error (m)", title="error vs ground truth")
+    if len(time_s):
+        err.set_xlim(time_s.min(), max(time_s.max(), 1e-3))
+    err_r = err.twinx()
+    err_r.plot(time_s, r_err, ".-", color="tab:purple", label="rotation (deg)")
+    err_r.axhline(R_THRESHOLD_DEG, color="tab:purple", ls=":", lw=0.8)
+    err_r.set_ylabel("rotation error (deg)")
+    ratio = np.array([r.inlier_ratio for r in records])
+    published = np.array([r.published for r in records], dtype=bool)
+    conf.plot(time_s, ratio, "-", color="tab:green", label="inlier ratio")
+    conf.plot(time_s[published], ratio[published], "o", ms=3, color="tab:blue", label="published")
+    conf.set(xlabel="time (s)", ylabel="inlier ratio", title="confidence", ylim=(0, None))
+    conf.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
