@@ -24,7 +24,7 @@ import numpy as np
 from mickey_ros.bag_reader import BagReader, ReadIssues
 from mickey_ros.config_utils import config_to_dict
 from mickey_ros.images import ImageError
-from mickey_ros.params import NodeParams
+from mickey_ros.params import NodeParams, build_estimator
 from mickey_ros.pose_estimate import PoseEstimator
 from mickey_ros.replay_io import (
     IMAGE_TYPES,
@@ -129,23 +129,6 @@ class ReplayResult:
         return "\n".join(lines)
 
 
-def build_estimator(params: NodeParams) -> PoseEstimator:
-    """The estimator the node would load for ``params.model`` (checkpoint, 'demo' or config)."""
-    from mickey_ros.estimator import RelativePoseEstimator
-
-    m, config = params.model, params.estimator_config()
-    if m.checkpoint == "demo":
-        return RelativePoseEstimator.from_demo(config)
-    if m.checkpoint:
-        return RelativePoseEstimator.from_checkpoint(m.checkpoint, m.dinov2_weights or None, config)
-    if m.config:
-        from mickey_ros.model.config import get_model_config
-
-        log.warning("model.config %s: RANDOM weights, the poses are meaningless", m.config)
-        return RelativePoseEstimator.from_model_config(get_model_config(m.config), config)
-    raise ValueError("no model: pass --checkpoint (or 'demo' for the bundled model)")
-
-
 def default_output(cfg: ReplayConfig, bag: Path) -> Path:
     """``<bag>-replay-<model>-<tf_mode>`` next to the input bag."""
     model = cfg.node.model
@@ -205,7 +188,7 @@ class _Replayer:
 
     def start_session(self, estimator: PoseEstimator | None) -> None:
         """Load the model (after the bag was checked: a wrong topic fails before a long load)."""
-        estimator = estimator or build_estimator(self.cfg.node)
+        estimator = estimator or build_estimator(self.cfg.node, warn=log.warning)
         self.session = RelocalizationSession(estimator, self.cfg.node.session_config())
 
     def frame(self, m: Any) -> Frame | None:
