@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from mickey_ros.cli.main import main
+from mickey_ros.cli.synth import parse_size
+
+
+class TestParseSize:
+    def test_valid(self):
+        assert parse_size("540x720") == (540, 720) and parse_size("64X48") == (64, 48)
+
+    @pytest.mark.parametrize("text", ["540", "axb", "16x16", "540x720x3"])
+    def test_invalid(self, text):
+        with pytest.raises(argparse.ArgumentTypeError, match="size"):
+            parse_size(text)
+
+
+class TestSynthCli:
+    def test_pairs(self, egl, tmp_path, capsys):
+        out = tmp_path / "pairs"
+        rc = main(
+            [
+                "synth",
+                "pairs",
+                "--out",
+                str(out),
+                "--count",
+                "1",
+                "--size",
+                "96x72",
+                "--max-rotation-deg",
+                "12",
+                "--baseline-m",
+                "0.1",
+                "0.6",
+                "--min-overlap",
+                "0.4",
+                "--no-previews",
+                "--seed",
+                "1",
+            ]
+        )
+        assert rc == 0 and f"wrote 1 pairs to {out}" in capsys.readouterr().out
+        index = json.loads((out / "pairs.json").read_text())
+        assert index["config"]["rotation_deg"] == [0.0, 12.0]
+        assert index["config"]["baseline_m"] == [0.1, 0.6] and index["config"]["overlap"] == [
+            0.4,
+            1.0,
+        ]
+        assert sorted(p.name for p in out.iterdir()) == ["pair_00000.npz", "pairs.json"]
+
+    def test_user_errors_are_one_line(self, egl, tmp_path, capsys):
+        (tmp_path / "pairs").mkdir()
+        (tmp_path / "pairs" / "pairs.json").write_text("{}")
+        assert main(["synth", "pairs", "--out", str(tmp_path / "pairs"), "--count", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "already holds a pair set" in err
+        assert (
+            main(
+                [
+                    "synth",
+                    "pairs",
+                    "--out",
+                    str(tmp_path / "p2"),
+                    "--count",
+                    "1",
+                    "--overlap",
+                    "0.9",
+                    "0.2",
+                ]
+            )
+            == 2
+        )
+        assert "min <= max" in capsys.readouterr().err
+
+    def test_mapfree(self, egl, tmp_path, capsys):
+        rc = main(
+            [
+                "synth",
+                "mapfree",
+                "--out",
+                str(tmp_path),
+                "--scenes",
+                "1",
+                "--frames-per-seq",
+                "2",
+                "--size",
+                "48x64",
+                "--first-scene-id",
+                "3",
+            ]
+        )
+        assert rc == 0 and str(tmp_path / "val") in capsys.readouterr().out
+        assert (tmp_path / "val" / "s00003" / "seq1" / "frame_00001.jpg").is_file()
+
+    def test_rosbag(self, egl, tmp_path, capsys):
+        rc = main(
+            [
+                "synth",
+                "rosbag",
+                "--out",
+                str(tmp_path / "bag"),
+                "--storage",
+                "mcap",
+                "--seconds",
+                "0.5",
+                "--rate",
+                "2",
+                "--size",
+                "64x48",
+            ]
+        )
+        assert rc == 0 and "ros2 bag play" in capsys.readouterr().out
+        assert len(list((tmp_path / "bag").glob("*.mcap"))) == 1
