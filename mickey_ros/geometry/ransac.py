@@ -23,7 +23,7 @@ from torch import Tensor
 from mickey_ros.checks import check_shape
 from mickey_ros.config_utils import ConfigError
 from mickey_ros.geometry.kabsch import is_degenerate, kabsch, kabsch_with_singular_values
-from mickey_ros.geometry.sampling import sample_correspondences, sample_minimal_sets
+from mickey_ros.geometry.sampling import SAMPLERS, sample_correspondences, sample_minimal_sets
 
 # Draws x samples x hypotheses x 3 per scoring chunk (64 MiB in float32).
 _SCORE_BUDGET = 1 << 24
@@ -41,6 +41,9 @@ class SolverConfig:
     th_inlier: float = 0.15  # official PROCRUSTES.TH_INLIER (m)
     th_soft_inlier: float = 0.3  # official PROCRUSTES.TH_SOFT_INLIER (m)
     soft_beta: float = 5.0  # beta = soft_beta / threshold (official 5 / tau)
+    # speed: weighted sampling without replacement by exponential keys (same distribution);
+    # "multinomial" is torch.multinomial as in the official code
+    sampler: str = "exponential_keys"
 
     def __post_init__(self) -> None:
         positive = ("it_matches", "it_ransac", "th_inlier", "th_soft_inlier", "soft_beta")
@@ -54,6 +57,8 @@ class SolverConfig:
                 f"solver.num_samples ({self.num_samples}) must be >= solver.min_set_size "
                 f"({self.min_set_size})"
             )
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"solver.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.num_refinements < 0:
             raise ConfigError(f"solver.num_refinements must be >= 0, got {self.num_refinements}")
 
@@ -280,10 +285,13 @@ def _best_hypothesis(
 ) -> _Winner:
     """Sample, fit and score all ``it_matches x it_ransac`` hypotheses; return the winner."""
     B, M, H = P.shape[0], config.it_matches, config.it_ransac
-    idx_ref, idx_query, weights = sample_correspondences(P, M, config.num_samples, generator)
+    idx_ref, idx_query, weights = sample_correspondences(
+        P, M, config.num_samples, generator, config.sampler
+    )
     Xr = _gather_points(X_ref, idx_ref)  # (B, M, S, 3)
     Xq = _gather_points(X_query, idx_query)
-    sets = sample_minimal_sets(weights, H, config.min_set_size, generator).view(B * M, -1)
+    sets = sample_minimal_sets(weights, H, config.min_set_size, generator, config.sampler)
+    sets = sets.view(B * M, -1)
     Xr_sets = _gather_points(Xr.flatten(0, 1), sets).view(B, M, H, -1, 3)
     Xq_sets = _gather_points(Xq.flatten(0, 1), sets).view(B, M, H, -1, 3)
     R_h, t_h, sv = kabsch_with_singular_values(Xr_sets, Xq_sets)

@@ -55,7 +55,8 @@ def seeded(seed: int) -> torch.Generator:
 
 class TestSolverConfig:
     def test_defaults_are_official(self):
-        assert dataclasses.astuple(SolverConfig()) == (20, 100, 2048, 3, 4, 0.15, 0.3, 5.0)
+        assert dataclasses.astuple(SolverConfig())[:8] == (20, 100, 2048, 3, 4, 0.15, 0.3, 5.0)
+        assert SolverConfig().sampler == "exponential_keys"  # same law as the official sampler
 
     @pytest.mark.parametrize(
         "field, value, match",
@@ -65,6 +66,7 @@ class TestSolverConfig:
             ("min_set_size", 2, "min_set_size"),
             ("num_samples", 2, "num_samples"),
             ("num_refinements", -1, "num_refinements"),
+            ("sampler", "gumbel", "sampler"),
         ],
     )
     def test_exception(self, field, value, match):
@@ -118,6 +120,29 @@ class TestSampleCorrespondences:
             sample_correspondences(torch.ones(10, 10), 1, 5)
         with pytest.raises(ValueError, match="exceeds the 3x3"):
             sample_correspondences(torch.ones(1, 3, 3), 1, 10)
+
+
+class TestSamplers:
+    """The exponential-keys speed path against torch.multinomial (the reference path)."""
+
+    @pytest.mark.parametrize("k", [1, 2, 3])
+    def test_same_inclusion_frequencies(self, k):
+        probs = torch.tensor([[0.05, 0.1, 0.15, 0.3, 0.4, 0.0]]).expand(20000, -1)
+        freq = {}
+        for method in sampling.SAMPLERS:
+            idx = sampling._multinomial_rows(probs, 1, k, seeded(1), method).flatten(0, 1)
+            assert all(len(set(row)) == k for row in idx[:200].tolist())  # no replacement
+            assert not (idx == 5).any()  # zero weight is never drawn
+            freq[method] = torch.bincount(idx.flatten(), minlength=6) / len(idx)
+        assert torch.allclose(freq["exponential_keys"], freq["multinomial"], atol=0.015)
+
+    def test_solver_recovers_pose_with_either_sampler(self):
+        P, X_ref, X_query, R_gt, t_gt = make_scene(B=1, N0=300, N1=300, seed=7)
+        for method in sampling.SAMPLERS:
+            config = SolverConfig(num_samples=256, it_matches=10, it_ransac=50, sampler=method)
+            sol = solve_pose(P, X_ref, X_query, config, seeded(0))
+            assert bool(sol.valid[0])
+            assert (sol.t[0] - t_gt[0]).norm() < 0.01
 
 
 class TestSampleMinimalSets:
