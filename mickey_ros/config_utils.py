@@ -22,28 +22,34 @@ class ConfigError(ValueError):
     """A config file or mapping does not match its dataclass schema."""
 
 
+def _type_error(value: Any, expected: str, where: str) -> ConfigError:
+    return ConfigError(f"{where} must be {expected}, got {type(value).__name__} {value!r}")
+
+
 def _convert(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
-        return config_from_dict(annotation, value, where)
+    if dataclasses.is_dataclass(annotation):
+        return config_from_dict(annotation, value, where)  # a non-mapping raises ConfigError
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _convert(value, non_none[0], where) if len(non_none) == 1 else value
-    if origin is tuple and isinstance(value, (list, tuple)):
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(value, "a list", where)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(v, args[0], where) for v in value)
         if args and len(args) != len(value):
             raise ConfigError(f"{where} must have {len(args)} entries, got {len(value)}")
         return tuple(_convert(v, a, where) for v, a in zip(value, args or [Any] * len(value)))
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+    if annotation in (int, float) and isinstance(value, bool):  # bool is an int subclass
+        raise _type_error(value, annotation.__name__, where)
+    if annotation is float and isinstance(value, int):
         return float(value)
     if annotation in (int, float, str, bool) and not isinstance(value, annotation):
-        raise ConfigError(
-            f"{where} must be {annotation.__name__}, got {type(value).__name__} {value!r}"
-        )
+        raise _type_error(value, annotation.__name__, where)
     return value
 
 
@@ -66,7 +72,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any], where: str | None = Non
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be ints or None
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
     hints = typing.get_type_hints(cls)
@@ -80,8 +86,8 @@ def config_from_yaml(cls: type[T], path: str | Path, key: str | None = None) -> 
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: bad dates, !!int x, not UTF-8
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if key is not None:
         if not isinstance(data, dict) or key not in data:

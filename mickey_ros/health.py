@@ -38,6 +38,8 @@ class RateMeter:
 
     def tick(self, now_ns: int) -> None:
         """Record one message received at ``now_ns``."""
+        if self.last_ns is not None and now_ns < self.last_ns:  # clock jumped back (bag loop)
+            self._times.clear()  # stamps from the "future" would never be trimmed
         self._times.append(now_ns)
         self.count += 1
         self.last_ns = now_ns
@@ -56,9 +58,10 @@ class RateMeter:
         10.0
         """
         self._trim(now_ns)
-        if len(self._times) < 2:
+        span_s = (self._times[-1] - self._times[0]) / 1e9 if self._times else 0.0
+        if len(self._times) < 2 or span_s <= 0:  # one stamp for all (sim time between ticks)
             return 0.0
-        return (len(self._times) - 1) / ((self._times[-1] - self._times[0]) / 1e9)
+        return (len(self._times) - 1) / span_s
 
     def silent_for_s(self, now_ns: int) -> float | None:
         """Seconds since the last message, None if none ever arrived."""

@@ -84,7 +84,10 @@ def resize_with_intrinsics(
 
 def to_tensor(image: np.ndarray) -> Tensor:
     """RGB uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    array = np.ascontiguousarray(image)
+    if any(stride < 0 for stride in array.strides):  # size-1 axes of a flipped view keep theirs
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 
 
 def crop_to_multiple(image: Tensor, multiple: int = 14) -> Tensor:

@@ -42,7 +42,7 @@ def frame_number(name: str) -> int:
         ValueError: if those characters are not digits (the name breaks the Map-free pattern).
     """
     digits = name[-9:-4]
-    if len(digits) != 5 or not digits.isdigit():
+    if len(digits) != 5 or not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"frame name {name!r} does not follow the 'seqN/frame_XXXXX.jpg' pattern")
     return int(digits)
 

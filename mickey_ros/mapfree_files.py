@@ -68,6 +68,15 @@ def _floats(tokens: list[str]) -> list[float] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
+def _text_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 text file; a binary or mis-encoded file is a ValueError naming it."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a UTF-8 text file ({err}); is it the right file?") \
+            from None
+
+
 def read_intrinsics(
     path: str | Path, report: ParseReport | None = None
 ) -> dict[str, CameraIntrinsics]:
@@ -75,11 +84,12 @@ def read_intrinsics(
 
     Raises:
         FileNotFoundError: if the file does not exist.
+        ValueError: if it is not UTF-8 text.
     """
     path = Path(path)
     report = ParseReport() if report is None else report
     out: dict[str, CameraIntrinsics] = {}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(_text_lines(path), start=1):
         if "#" in line or not line.strip():
             continue
         tokens = line.split()
@@ -90,8 +100,8 @@ def read_intrinsics(
             )
             continue
         fx, fy, cx, cy, width, height = values
-        if fx <= 0 or fy <= 0 or width <= 0 or height <= 0:
-            report.add(path, line_no, "fx, fy, width and height must be positive")
+        if fx <= 0 or fy <= 0 or width < 1 or height < 1 or width % 1 or height % 1:
+            report.add(path, line_no, "fx and fy must be positive, width and height whole pixels")
             continue
         if tokens[0] in out:
             report.add(path, line_no, f"duplicate frame {tokens[0]!r}; keeping the first")
@@ -112,8 +122,12 @@ def parse_pose_line(line: str, with_confidence: bool) -> PoseEntry | str:
     if values is None:
         return "non-numeric, NaN or Inf value"
     q = np.array(values[0:4])
-    if np.linalg.norm(q) < 1e-12:
+    with np.errstate(over="ignore"):
+        norm = np.linalg.norm(q)
+    if norm < 1e-12:
         return "quaternion has zero norm"
+    if not np.isfinite(norm):  # e.g. 1e200: normalising it later would give a wrong rotation
+        return "quaternion norm overflows; write a unit quaternion"
     confidence = values[7] if with_confidence else None
     if confidence is not None and confidence < 0:
         return "confidence must be >= 0"
@@ -132,7 +146,7 @@ def read_poses(
     report = ParseReport() if report is None else report
     entries: list[PoseEntry] = []
     seen: set[str] = set()
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(_text_lines(path), start=1):
         if not line.strip() or "#" in line:
             continue
         parsed = parse_pose_line(line.strip(), with_confidence)

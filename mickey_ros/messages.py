@@ -352,7 +352,8 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
 
     Raises:
         ImageError: K all zeros (uncalibrated camera), NaN/Inf, non-positive focal lengths, a
-            malformed last row or a zero image size; the message says how to fix it.
+            malformed last row, a zero image size or a region of interest outside the sensor;
+            the message says how to fix it.
     """
     K = np.asarray(list(msg.k), dtype=np.float64).reshape(3, 3)
     where = f"CameraInfo of frame {msg.header.frame_id!r}"
@@ -370,6 +371,12 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
     bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
     roi = msg.roi
     full = int(roi.width) == 0 or int(roi.height) == 0
+    if not full and (int(roi.x_offset) + int(roi.width) > int(msg.width)
+                     or int(roi.y_offset) + int(roi.height) > int(msg.height)):
+        raise ImageError(
+            f"{where} has a region of interest {roi.width}x{roi.height} at ({roi.x_offset}, "
+            f"{roi.y_offset}) outside its {msg.width}x{msg.height} sensor; fix the driver's roi"
+        )
     width = (int(msg.width) if full else int(roi.width)) // bx
     height = (int(msg.height) if full else int(roi.height)) // by
     if width <= 0 or height <= 0:

@@ -239,6 +239,9 @@ def node_params_from_flat(values: dict[str, Any]) -> NodeParams:
     return config_from_dict(NodeParams, nested, "node parameters").validate()
 
 
+_ROS_OWNED_KEYS = ("use_sim_time", "qos_overrides", "diagnostic_updater")
+
+
 def load_params_yaml(path: str | Path, node_key: str = "/**") -> NodeParams:
     """Read a ROS 2 params file (``<node_key>: ros__parameters: ...``) into ``NodeParams``.
 
@@ -246,13 +249,22 @@ def load_params_yaml(path: str | Path, node_key: str = "/**") -> NodeParams:
     skipped; every other unknown key is an error naming the valid ones.
     """
     path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
-    if node_key not in data or "ros__parameters" not in (data[node_key] or {}):
-        raise ConfigError(f"{path} has no '{node_key}: ros__parameters:' section")
-    params = dict(data[node_key]["ros__parameters"])
-    for key in ("use_sim_time", "qos_overrides", "diagnostic_updater"):
-        params.pop(key, None)
-    return config_from_dict(NodeParams, params, str(path)).validate()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: bad dates, !!int x, not UTF-8
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    section = data.get(node_key) if isinstance(data, dict) else None
+    params = section.get("ros__parameters") if isinstance(section, dict) else None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} has no '{node_key}: ros__parameters:' section (a mapping)")
+    params = {k: v for k, v in params.items() if k not in _ROS_OWNED_KEYS}
+    config = config_from_dict(NodeParams, params, str(path))
+    try:
+        return config.validate()
+    except ConfigError:
+        raise
+    except ValueError as err:  # SessionConfig's checks (frames, map_to_reference)
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def build_estimator(params: NodeParams, warn: Callable[[str], Any] | None = None) -> Any:

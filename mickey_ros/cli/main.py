@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UserError, FileNotFoundError, ValueError) as err:
+    except (UserError, OSError, ValueError) as err:  # OSError: missing, unwritable, full disk
         if args.debug:
             raise
         print(f"mickey-ros {args.command}: error: {err}", file=sys.stderr)

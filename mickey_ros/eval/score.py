@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,21 +100,19 @@ def parse_submission_text(text: str, label: str, report: ParseReport) -> list[Po
     return entries
 
 
-def read_submission(path: str | Path, report: ParseReport) -> dict[str, list[PoseEntry]]:
-    """``{scene_id: entries}`` from a submission zip (files at its root) or a folder of files.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError)
 
-    Members that are not ``pose_<scene>.txt`` at the root are reported and ignored.
+
+def _zip_texts(path: Path, report: ParseReport) -> dict[str, str]:
+    """``{member: text}`` of the ``pose_<scene>.txt`` files at the root of a submission zip.
+
+    Raises:
+        ValueError: not a zip, or a damaged one (bad CRC, truncated, not UTF-8), naming the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"submission {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a zip archive; pass the submission.zip")
     texts: dict[str, str] = {}
-    if path.is_dir():
-        for file in sorted(path.glob("pose_*.txt")):
-            texts[file.name] = file.read_text(encoding="utf-8")
-    else:
-        if not zipfile.is_zipfile(path):
-            raise ValueError(f"{path} is not a zip archive; pass the submission.zip")
+    try:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 if member.endswith("/"):
@@ -122,6 +121,34 @@ def read_submission(path: str | Path, report: ParseReport) -> dict[str, list[Pos
                     report.add(f"{path}/{member}", 0, "ignored: need pose_<scene>.txt at zip root")
                     continue
                 texts[member] = archive.read(member).decode("utf-8")
+    except _ZIP_DAMAGE as err:
+        raise ValueError(
+            f"{path} is damaged ({type(err).__name__}: {err}); re-create the submission zip"
+        ) from None
+    return texts
+
+
+def read_submission(path: str | Path, report: ParseReport) -> dict[str, list[PoseEntry]]:
+    """``{scene_id: entries}`` from a submission zip (files at its root) or a folder of files.
+
+    Members that are not ``pose_<scene>.txt`` at the root are reported and ignored.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not a zip archive, or a damaged one / a file that is not UTF-8 text.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"submission {path} does not exist")
+    if path.is_dir():
+        texts = {}
+        for file in sorted(path.glob("pose_*.txt")):
+            try:
+                texts[file.name] = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{file} is not UTF-8 text ({err})") from None
+    else:
+        texts = _zip_texts(path, report)
     return {
         name[len("pose_") : -len(".txt")]: parse_submission_text(text, f"{path}/{name}", report)
         for name, text in texts.items()

@@ -12,11 +12,14 @@ Loading is strict (one :class:`CheckpointError` lists every missing, unexpected 
 shaped key and names the file at fault) and never runs code from the file:
 ``torch.load(weights_only=True)`` first; if that refuses a foreign global (Lightning files carry
 hyper-parameter objects), a restricted unpickler rebuilds tensors and plain containers, turns
-unknown classes into inert :class:`ForeignObject` stubs and refuses to call any other global.
+unknown classes into inert :class:`ForeignObject` stubs and refuses to call any other global,
+to plant ``__setstate__``-like attributes with BUILD, or to build huge ``bytes``/``range``
+objects (docs/reliability.md section 3).
 """
 
 from __future__ import annotations
 
+import _compat_pickle
 import builtins
 import codecs
 import collections
@@ -24,6 +27,7 @@ import datetime
 import os
 import pathlib
 import pickle
+import struct
 import types
 import warnings
 from dataclasses import replace
@@ -33,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mickey_ros.config_utils import ConfigError
 from mickey_ros.model.config import MickeyConfig, mickey_vitl14
 from mickey_ros.model.mickey import MicKey
 
@@ -96,6 +101,29 @@ def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     raise UnsafeCheckpointError(f"refusing copyreg._reconstructor for {cls!r}")
 
 
+MAX_PICKLED_RANGE = 4096  # range()s in hyper-parameters are short; a long one only amplifies
+
+
+def _safe_bytes_type(kind: type) -> Any:
+    """``bytes``/``bytearray`` without the ``kind(n)`` form (n zero bytes: a memory bomb)."""
+
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise UnsafeCheckpointError(f"refusing {kind.__name__}({args[0]!r}) from the file")
+        return kind(*args)
+
+    return build
+
+
+def _safe_range(*args: Any) -> range:
+    """``range`` capped at ``MAX_PICKLED_RANGE`` items (set(range(10**12)) would fill memory)."""
+    value = range(*args)
+    if len(value) > MAX_PICKLED_RANGE:
+        raise UnsafeCheckpointError(f"refusing {value!r} from the file: longer than "
+                                    f"{MAX_PICKLED_RANGE} items")
+    return value
+
+
 _SAFE_CALLABLES: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
@@ -109,8 +137,10 @@ _SAFE_CALLABLES: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("copyreg", "_reconstructor"): _safe_reconstructor,
     ("_codecs", "encode"): codecs.encode,  # protocol-2 bytes
-    **{("builtins", n): getattr(builtins, n)
-       for n in ("set", "frozenset", "slice", "complex", "range", "bytearray", "bytes")},
+    **{("builtins", n): getattr(builtins, n) for n in ("set", "frozenset", "slice", "complex")},
+    ("builtins", "range"): _safe_range,
+    ("builtins", "bytes"): _safe_bytes_type(bytes),
+    ("builtins", "bytearray"): _safe_bytes_type(bytearray),
     **{("pathlib", n): getattr(pathlib, n)
        for n in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath",
                  "PureWindowsPath")},
@@ -119,6 +149,8 @@ _SAFE_CALLABLES: dict[tuple[str, str], Any] = {
 }
 _SAFE_IDS = {id(v) for v in _SAFE_CALLABLES.values()}
 _MODULE_ALIASES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+_SPECIAL_ATTRIBUTES = frozenset({"__setstate__", "__class__", "__dict__", "__reduce__",
+                                 "__reduce_ex__", "__getattr__", "__getattribute__"})
 
 
 def _numpy_global(module: str, name: str) -> Any | None:
@@ -142,6 +174,9 @@ class _RestrictedUnpickler(pickle._Unpickler):
     dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3 and self.fix_imports:  # protocol 2 writes Python 2 names (xrange)
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         module = _MODULE_ALIASES.get(module, module)
         if (module, name) in _SAFE_CALLABLES:
             return _SAFE_CALLABLES[(module, name)]
@@ -169,6 +204,25 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
     dispatch[pickle.REDUCE[0]] = load_reduce
 
+    def load_build(self) -> None:
+        """BUILD, refusing states that set ``__setstate__``/``__class__``/``__dict__``.
+
+        pickle calls ``inst.__setstate__(state)`` when the instance has one, so a first BUILD
+        that plants ``__setstate__`` turns the next BUILD into a call of the attacker's choice.
+        """
+        state = self.stack[-1]
+        parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
+        special = sorted({k for part in parts if isinstance(part, dict) for k in part
+                          if k in _SPECIAL_ATTRIBUTES})
+        if special:
+            raise UnsafeCheckpointError(
+                f"checkpoint sets the special attribute(s) {special} of an object while "
+                "unpickling, a known code-execution trick; refusing to load the file"
+            )
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
 
 def _restricted_load(file: Any, **kwargs: Any) -> Any:
     return _RestrictedUnpickler(file, **kwargs).load()
@@ -178,7 +232,7 @@ _RESTRICTED_PICKLE = types.SimpleNamespace(
     __name__="mickey_ros_restricted_pickle", Unpickler=_RestrictedUnpickler, load=_restricted_load
 )
 _READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError, TypeError,
-                AttributeError, IndexError, ImportError, OSError)
+                AttributeError, IndexError, ImportError, OSError, struct.error, OverflowError)
 
 
 def _read_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
@@ -245,12 +299,19 @@ def _embedded_config(ckpt: Any, path: Path) -> MickeyConfig | None:
         return None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: checkpoint['mickey_ros'] must be a mapping")
-    if meta.get("format", 0) > FORMAT_VERSION:
+    version = meta.get("format", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: checkpoint['mickey_ros']['format'] must be an int, got "
+                              f"{version!r}; the file is damaged or not from mickey_ros")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer mickey_ros (checkpoint format "
-                              f"{meta['format']}); upgrade mickey_ros to load it")
+                              f"{version}); upgrade mickey_ros to load it")
     if not isinstance(meta.get("model_config"), dict):
         raise CheckpointError(f"{path}: checkpoint['mickey_ros'] has no model_config mapping")
-    return MickeyConfig.from_dict(meta["model_config"], f"{path}:mickey_ros.model_config")
+    try:
+        return MickeyConfig.from_dict(meta["model_config"], f"{path}:mickey_ros.model_config")
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: invalid embedded model config: {err}") from None
 
 
 def _strip_wrapper_prefix(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -327,7 +388,10 @@ def load_checkpoint(
     expected = {k: v for k, v in model.state_dict().items()}
     problems += _key_problems(state, expected, f"checkpoint {path} (model {config.name})")
     if problems:
-        raise CheckpointError("cannot load the weights:\n  " + "\n  ".join(problems))
+        raise CheckpointError(  # first line: what and what to do; then one line per problem
+            f"cannot load {path.name} into model {config.name}: the weights are for another "
+            "architecture (pass its model config) or the file is damaged:\n  "
+            + "\n  ".join(problems))
     model = model.to_empty(device=map_location)
     model.load_state_dict(state, strict=True)
     return model.eval(), model.config

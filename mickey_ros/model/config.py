@@ -57,6 +57,13 @@ class BackboneConfig:
                 )
         if self.ffn not in ("mlp", "swiglu"):
             raise ConfigError(f"backbone.ffn must be 'mlp' or 'swiglu', got {self.ffn!r}")
+        # bounds well above DINOv2 giant (1536 x 40): a tampered config must not hang a build
+        bounds = {"embed_dim": 8192, "depth": 128, "num_heads": 128, "patch_size": 64,
+                  "img_size": 8192, "mlp_ratio": 64}
+        for name, high in bounds.items():
+            if not 0 < getattr(self, name) <= high:
+                raise ConfigError(f"backbone.{name} must be in (0, {high}], got "
+                                  f"{getattr(self, name)}")
         if self.embed_dim % self.num_heads:
             raise ConfigError(
                 f"backbone.embed_dim {self.embed_dim} must be divisible by num_heads "
@@ -84,8 +91,11 @@ class HeadsConfig:
     max_depth: float = 60.0  # official KP_HEADS.MAX_DEPTH (used only with the depth sigmoid)
 
     def __post_init__(self) -> None:
-        if len(self.blocks_dim) != 4 or min(self.blocks_dim) < 1:
-            raise ConfigError(f"heads.blocks_dim needs 4 positive ints, got {self.blocks_dim}")
+        if len(self.blocks_dim) != 4 or not all(1 <= d <= 8192 for d in self.blocks_dim):
+            raise ConfigError(f"heads.blocks_dim needs 4 ints in [1, 8192], got {self.blocks_dim}")
+        if not (1 <= self.attention_heads <= 128 and 0 <= self.attention_layers <= 64):
+            raise ConfigError(f"heads.attention_heads must be in [1, 128] and attention_layers in "
+                              f"[0, 64], got {self.attention_heads}, {self.attention_layers}")
         d_model = self.blocks_dim[2]
         if d_model % self.attention_heads or d_model % 4:
             raise ConfigError(
