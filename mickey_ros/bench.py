@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+from mickey_ros.geometry.ransac import SolverConfig
 from mickey_ros.model.config import get_model_config
 
 STAGES = ("preprocess", "backbone", "heads", "matching", "solver", "total")
@@ -37,6 +38,7 @@ class BenchConfig:
     iterations: int = 5
     warmup: int = 1
     modes: tuple[str, ...] = ("pair", "cached")
+    sampler: str = "exponential_keys"  # solver sampler; "multinomial" is the reference path
 
 
 def _test_images(size_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,7 +58,11 @@ def _median_timings(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def run_benchmark(config: BenchConfig) -> dict:
     """Run the benchmark; returns a JSON-friendly dict with median ms per stage and FPS."""
-    est_config = EstimatorConfig(device=config.device, precision=config.precision)
+    est_config = EstimatorConfig(
+        device=config.device,
+        precision=config.precision,
+        solver=SolverConfig(sampler=config.sampler),
+    )
     if config.checkpoint:
         estimator = RelativePoseEstimator.from_checkpoint(
             config.checkpoint, config.dinov2_weights, est_config

@@ -24,6 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--modes", default="pair,cached", help="comma list of pair,cached")
+    parser.add_argument(
+        "--sampler",
+        default="exponential_keys",
+        choices=["exponential_keys", "multinomial"],
+        help="solver sampler (multinomial = torch.multinomial, the reference)",
+    )
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.set_defaults(run=run)
 
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         warmup=args.warmup,
         modes=tuple(m for m in args.modes.split(",") if m),
+        sampler=args.sampler,
     )
     main(config, args.out)
     return 0
