@@ -411,21 +411,9 @@ def _check_frame_id(frame_id: str, what: str) -> None:
 
 
 def _quat_xyzw(R: np.ndarray) -> np.ndarray:
-    import torch
+    from mickey_ros.geometry.pose import rotmat_to_quat_xyzw  # lazily: no torch at launch
 
-    from mickey_ros.geometry.pose import quat_wxyz_to_xyzw, rotmat_to_quat_wxyz
-
-    q_wxyz = rotmat_to_quat_wxyz(torch.from_numpy(np.asarray(R, dtype=np.float64)))
-    return quat_wxyz_to_xyzw(q_wxyz).numpy()
-
-
-def _rotmat(q_xyzw: np.ndarray) -> np.ndarray:
-    import torch
-
-    from mickey_ros.geometry.pose import quat_wxyz_to_rotmat, quat_xyzw_to_wxyz
-
-    q = torch.as_tensor(np.asarray(q_xyzw, dtype=np.float64))
-    return quat_wxyz_to_rotmat(quat_xyzw_to_wxyz(q)).numpy()
+    return rotmat_to_quat_xyzw(R)
 
 
 def _check_transform(T: np.ndarray, what: str) -> np.ndarray:
@@ -458,10 +446,9 @@ def transform_to_matrix(transform: Any) -> np.ndarray:
     finite = np.all(np.isfinite(q_xyzw)) and np.all(np.isfinite(t))
     if not finite or np.linalg.norm(q_xyzw) < 1e-9:
         raise ValueError(f"transform has a zero/non-finite quaternion {q_xyzw} or translation {t}")
-    T = np.eye(4)
-    T[:3, :3] = _rotmat(q_xyzw)
-    T[:3, 3] = t
-    return T
+    from mickey_ros.geometry.pose import transform_from_xyz_qxyzw  # lazily: no torch at launch
+
+    return transform_from_xyz_qxyzw(t, q_xyzw)
 
 
 def transform_stamped_msg(

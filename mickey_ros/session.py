@@ -41,25 +41,6 @@ NO_REFERENCE = (
 ItemT = TypeVar("ItemT")
 
 
-def _pose7_to_matrix(pose_xyz_qxyzw: tuple[float, ...]) -> np.ndarray:
-    import torch  # lazily: the launch file imports this module through mickey_ros.params
-
-    from mickey_ros.geometry.pose import quat_wxyz_to_rotmat, quat_xyzw_to_wxyz
-
-    q_xyzw = torch.tensor(pose_xyz_qxyzw[3:], dtype=torch.float64)
-    T = np.eye(4)
-    T[:3, :3] = quat_wxyz_to_rotmat(quat_xyzw_to_wxyz(q_xyzw)).numpy()
-    T[:3, 3] = pose_xyz_qxyzw[:3]
-    return T
-
-
-def _invert(T_b_a: np.ndarray) -> np.ndarray:
-    T_a_b = np.eye(4)
-    T_a_b[:3, :3] = T_b_a[:3, :3].T
-    T_a_b[:3, 3] = -T_b_a[:3, :3].T @ T_b_a[:3, 3]
-    return T_a_b
-
-
 def _is_rotation(R: np.ndarray) -> bool:
     return bool(np.allclose(R @ R.T, np.eye(3), atol=1e-4) and np.linalg.det(R) > 0)
 
@@ -175,6 +156,20 @@ class SessionStats:
     last_inference_ms: float = 0.0
 
 
+def _map_anchor(config: SessionConfig) -> np.ndarray:
+    """T_map_ref (4, 4) from ``config.map_to_reference`` = (x, y, z, qx, qy, qz, qw)."""
+    from mickey_ros.geometry.pose import transform_from_xyz_qxyzw  # lazily: no torch at launch
+
+    pose = config.map_to_reference
+    return transform_from_xyz_qxyzw(pose[:3], pose[3:])
+
+
+def _invert(T_b_a: np.ndarray) -> np.ndarray:
+    from mickey_ros.geometry.pose import invert_transform  # lazily: no torch at launch
+
+    return invert_transform(np.asarray(T_b_a, dtype=np.float64))
+
+
 class RelocalizationSession:
     """Reference keyframe + gated relative poses + the TF edges of one camera.
 
@@ -193,7 +188,7 @@ class RelocalizationSession:
         self.stats = SessionStats()
         self.reference: Frame | None = None
         self._last_map_odom: np.ndarray | None = None
-        self._T_map_ref = _pose7_to_matrix(config.map_to_reference)
+        self._T_map_ref = _map_anchor(config)
 
     @property
     def T_map_ref(self) -> np.ndarray:
@@ -203,7 +198,7 @@ class RelocalizationSession:
     def set_config(self, config: SessionConfig) -> None:
         """Swap in a new config (dynamic parameters such as ``min_confidence``)."""
         self.config = config
-        self._T_map_ref = _pose7_to_matrix(config.map_to_reference)
+        self._T_map_ref = _map_anchor(config)
 
     # ------------------------------------------------------------------ keyframe
     def set_reference(self, frame: Frame) -> None:
@@ -305,7 +300,7 @@ class RelocalizationSession:
                     f"no {cfg.odom_frame} -> {frame.frame_id} transform at the image stamp; "
                     "map->odom not updated (is odometry running and the camera in the TF tree?)"
                 )
-            T_map_odom = self._T_map_ref @ T_ref_query @ _invert(np.asarray(T_odom_camera))
+            T_map_odom = self._T_map_ref @ T_ref_query @ _invert(T_odom_camera)
             self._last_map_odom = T_map_odom
             stamp += int(cfg.transform_tolerance_s * 1e9)
             return [StampedTransform(T_map_odom, cfg.map_frame, cfg.odom_frame, stamp)], None

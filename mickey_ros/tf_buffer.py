@@ -23,23 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from mickey_ros.geometry.pose import quat_wxyz_to_rotmat, quat_xyzw_to_wxyz, rotmat_to_quat_wxyz
+from mickey_ros.geometry.pose import (
+    invert_transform,
+    rotmat_to_quat_xyzw,
+    transform_from_xyz_qxyzw,
+)
 
 
 class TfLookupError(LookupError):
     """A transform is not available: unknown frame, no connection, or extrapolation."""
-
-
-def _quat_xyzw_to_rotmat(q_xyzw: np.ndarray) -> np.ndarray:
-    q = torch.from_numpy(np.asarray(q_xyzw, dtype=np.float64))
-    return quat_wxyz_to_rotmat(quat_xyzw_to_wxyz(q)).numpy()
-
-
-def _rotmat_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
-    q_wxyz = rotmat_to_quat_wxyz(torch.from_numpy(np.asarray(R, dtype=np.float64))).numpy()
-    return np.r_[q_wxyz[1:], q_wxyz[:1]]
 
 
 def slerp_xyzw(q0_xyzw: np.ndarray, q1_xyzw: np.ndarray, alpha: float) -> np.ndarray:
@@ -58,20 +51,6 @@ def slerp_xyzw(q0_xyzw: np.ndarray, q1_xyzw: np.ndarray, alpha: float) -> np.nda
         return q / np.linalg.norm(q)
     theta = np.arccos(np.clip(dot, -1.0, 1.0))
     return (np.sin((1 - alpha) * theta) * q0 + np.sin(alpha * theta) * q1) / np.sin(theta)
-
-
-def _matrix(t: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = _quat_xyzw_to_rotmat(q_xyzw)
-    T[:3, 3] = t
-    return T
-
-
-def _invert(T_b_a: np.ndarray) -> np.ndarray:
-    T_a_b = np.eye(4)
-    T_a_b[:3, :3] = T_b_a[:3, :3].T
-    T_a_b[:3, 3] = -T_b_a[:3, :3].T @ T_b_a[:3, 3]
-    return T_a_b
 
 
 def _format_ns(ns: int) -> str:
@@ -103,7 +82,7 @@ class _Edge:
     def at(self, stamp_ns: int, child: str) -> np.ndarray:
         """``T_parent_child`` at ``stamp_ns`` (interpolated; TfLookupError outside the samples)."""
         if self.static:
-            return _matrix(self.translations[0], self.quats_xyzw[0])
+            return transform_from_xyz_qxyzw(self.translations[0], self.quats_xyzw[0])
         first, last = self.stamps[0], self.stamps[-1]
         if not first <= stamp_ns <= last:
             side = "past" if stamp_ns < first else "future"
@@ -114,11 +93,12 @@ class _Edge:
             )
         i = bisect.bisect_left(self.stamps, stamp_ns)
         if self.stamps[i] == stamp_ns:
-            return _matrix(self.translations[i], self.quats_xyzw[i])
+            return transform_from_xyz_qxyzw(self.translations[i], self.quats_xyzw[i])
         t0, t1 = self.stamps[i - 1], self.stamps[i]
         alpha = (stamp_ns - t0) / (t1 - t0)
         t = (1 - alpha) * self.translations[i - 1] + alpha * self.translations[i]
-        return _matrix(t, slerp_xyzw(self.quats_xyzw[i - 1], self.quats_xyzw[i], alpha))
+        q_xyzw = slerp_xyzw(self.quats_xyzw[i - 1], self.quats_xyzw[i], alpha)
+        return transform_from_xyz_qxyzw(t, q_xyzw)
 
 
 class TfBuffer:
@@ -159,7 +139,7 @@ class TfBuffer:
         T = np.asarray(T_parent_child, dtype=np.float64)
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise ValueError(f"{parent} -> {child}: T_parent_child must be finite (4, 4)")
-        self._insert(parent, child, int(stamp_ns), T[:3, 3].copy(), _rotmat_to_quat_xyzw(T[:3, :3]),
+        self._insert(parent, child, int(stamp_ns), T[:3, 3].copy(), rotmat_to_quat_xyzw(T[:3, :3]),
                      static)
 
     def _insert(
@@ -239,7 +219,7 @@ class TfBuffer:
             )
         T_common_source = self._to_ancestor(up_source[: up_source.index(common) + 1], stamp_ns)
         T_common_target = self._to_ancestor(up_target[: up_target.index(common) + 1], stamp_ns)
-        return _invert(T_common_target) @ T_common_source
+        return invert_transform(T_common_target) @ T_common_source
 
     def can_transform(self, target: str, source: str, stamp_ns: int) -> bool:
         """True when ``lookup`` would succeed."""

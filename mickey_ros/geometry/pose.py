@@ -9,8 +9,13 @@ Convention:
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
 from torch import Tensor
+
+ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
 
 def quat_wxyz_to_xyzw(q_wxyz: Tensor) -> Tensor:
@@ -110,11 +115,19 @@ def split_transform(T: Tensor) -> tuple[Tensor, Tensor]:
     return T[..., :3, :3], T[..., :3, 3]
 
 
-def invert_transform(T_b_a: Tensor) -> Tensor:
-    """Exact inverse of a rigid transform: T_a_b = [R^T | -R^T t]."""
-    R, t = split_transform(T_b_a)
-    R_inv = R.transpose(-1, -2)
-    return make_transform(R_inv, -(R_inv @ t.unsqueeze(-1)).squeeze(-1))
+def invert_transform(T_b_a: ArrayT) -> ArrayT:
+    """Exact inverse of rigid transforms (..., 4, 4): T_a_b = [R^T | -R^T t]; numpy or torch.
+
+    >>> T = np.array([[0.0, -1, 0, 1], [1, 0, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]])
+    >>> invert_transform(T)[:3, 3]
+    array([-2.,  1., -3.])
+    """
+    R_inv = T_b_a[..., :3, :3].swapaxes(-1, -2)
+    T_a_b = T_b_a * 0
+    T_a_b[..., :3, :3] = R_inv
+    T_a_b[..., :3, 3:] = -(R_inv @ T_b_a[..., :3, 3:])
+    T_a_b[..., 3, 3] = 1
+    return T_a_b
 
 
 def transform_points(T_b_a: Tensor, X_a: Tensor) -> Tensor:
@@ -128,9 +141,24 @@ def pose_from_quat_wxyz(q_wxyz: Tensor, t: Tensor) -> Tensor:
     return make_transform(quat_wxyz_to_rotmat(q_wxyz), t)
 
 
-def relative_pose(T_a_world: Tensor, T_b_world: Tensor) -> Tensor:
+def relative_pose(T_a_world: ArrayT, T_b_world: ArrayT) -> ArrayT:
     """Relative transform T_b_a = T_b_world @ inv(T_a_world) from two world-to-camera poses.
 
     This is the Map-free/MicKey ground truth for the pair (a = reference, b = query).
     """
     return T_b_world @ invert_transform(T_a_world)
+
+
+def transform_from_xyz_qxyzw(t_xyz: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
+    """ROS-style translation (3,) and quaternion (x, y, z, w), normalised -> (4, 4) float64."""
+    q_wxyz = quat_xyzw_to_wxyz(torch.as_tensor(np.asarray(q_xyzw, dtype=np.float64)))
+    T = np.eye(4)
+    T[:3, :3] = quat_wxyz_to_rotmat(q_wxyz).numpy()
+    T[:3, 3] = np.asarray(t_xyz, dtype=np.float64)
+    return T
+
+
+def rotmat_to_quat_xyzw(R: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation -> ROS-order unit quaternion (x, y, z, w) float64, w >= 0."""
+    q_wxyz = rotmat_to_quat_wxyz(torch.as_tensor(np.asarray(R, dtype=np.float64)))
+    return quat_wxyz_to_xyzw(q_wxyz).numpy()

@@ -106,14 +106,6 @@ def camera_centre(T_cam_world: np.ndarray) -> np.ndarray:
     return -T_cam_world[:3, :3].T @ T_cam_world[:3, 3]
 
 
-def relative_pose(T_1_world: np.ndarray, T_0_world: np.ndarray) -> np.ndarray:
-    """T_1_0 = T_1_world @ inv(T_0_world), inverting the rigid transform exactly."""
-    T_world_0 = np.eye(4)
-    T_world_0[:3, :3] = T_0_world[:3, :3].T
-    T_world_0[:3, 3] = camera_centre(T_0_world)
-    return T_1_world @ T_world_0
-
-
 def rotation_deg(T: np.ndarray) -> float:
     """Rotation angle of the (4, 4) or (3, 3) transform, degrees."""
     cos = (np.trace(T[:3, :3]) - 1.0) / 2.0

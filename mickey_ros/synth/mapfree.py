@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mickey_ros.geometry.pose import relative_pose
 from mickey_ros.mapfree_dataset import frame_name
 from mickey_ros.mapfree_files import CameraIntrinsics, PoseEntry, write_intrinsics, write_poses
-from mickey_ros.synth.cameras import PairSamplingConfig, look_at, relative_pose, sample_intrinsics
+from mickey_ros.synth.cameras import PairSamplingConfig, look_at, sample_intrinsics
 from mickey_ros.synth.overlap import overlap_matrix, stride_for, subsample_depth
 from mickey_ros.synth.pairs import random_exposure
 from mickey_ros.synth.render import Exposure, Renderer
@@ -187,7 +188,7 @@ def _write_scene(
             cv2.imwrite(str(scene_dir / name), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
             intrinsics[name] = CameraIntrinsics(K, *size_wh)
             is_ref = seq == 0 and frame == 0  # exactly the identity, by definition
-            T_cam_ref = np.eye(4) if is_ref else relative_pose(scan[frame], plan.T_ref_world)
+            T_cam_ref = np.eye(4) if is_ref else relative_pose(plan.T_ref_world, scan[frame])
             poses.append(pose_entry(name, T_cam_ref))
             if split == "train":
                 depth_sub, K_sub = subsample_depth(depth, K, stride)

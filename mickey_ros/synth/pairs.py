@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from mickey_ros.config_utils import config_to_dict
+from mickey_ros.geometry.pose import relative_pose
 from mickey_ros.images import scale_intrinsics
 from mickey_ros.synth.cameras import (
     DEFAULT_PAIR_CONFIG,
     PairSamplingConfig,
     camera_centre,
-    relative_pose,
     rotation_deg,
     sample_first_camera,
     sample_intrinsics,
@@ -204,7 +204,7 @@ class PairRenderer:
         T1 = sample_second_camera(rng, scene, cfg, T0, fixation)
         if T1 is None:
             return None
-        T_1_0 = relative_pose(T1, T0)
+        T_1_0 = relative_pose(T0, T1)
         baseline = float(np.linalg.norm(camera_centre(T1) - camera_centre(T0)))
         angle = rotation_deg(T_1_0)
         if not (within(baseline, cfg.baseline_m) and within(angle, cfg.rotation_deg)):

@@ -11,6 +11,7 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from mickey_ros import messages as m
+from mickey_ros.geometry.pose import transform_from_xyz_qxyzw
 from mickey_ros.images import ImageError
 from mickey_ros.pose_estimate import PoseEstimate
 from mickey_ros.session import Frame, RelocalizationSession, SessionConfig
@@ -384,9 +385,7 @@ class TestPoseWithCovarianceMsg:
         result, T_query_ref = _result()
         msg = m.pose_with_covariance_msg(TYPES, result)
         assert msg.header.frame_id == "mickey_reference_optical"
-        T = np.eye(4)
         o, p = msg.pose.pose.orientation, msg.pose.pose.position
-        T[:3, :3] = m._rotmat(np.array([o.x, o.y, o.z, o.w]))
-        T[:3, 3] = [p.x, p.y, p.z]
+        T = transform_from_xyz_qxyzw([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
         np.testing.assert_allclose(T, np.linalg.inv(T_query_ref), atol=1e-12)
         TS.serialize_cdr(msg, msg.__msgtype__)

@@ -3,12 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mickey_ros.geometry.pose import relative_pose
 from mickey_ros.synth.cameras import (
     PairSamplingConfig,
     camera_centre,
     hard_pair_config,
     look_at,
-    relative_pose,
     rotation_deg,
     sample_first_camera,
     sample_intrinsics,
@@ -46,7 +46,7 @@ class TestLookAt:
         T0 = look_at(np.zeros(3), np.array([1.0, 0.0, 0.0]))
         T1 = look_at(np.zeros(3), np.array([1.0, 0.0, 0.0]), roll_rad=np.radians(10))
         np.testing.assert_allclose(T1[2, :3], T0[2, :3], atol=1e-12)
-        assert rotation_deg(relative_pose(T1, T0)) == pytest.approx(10.0)
+        assert rotation_deg(relative_pose(T0, T1)) == pytest.approx(10.0)
 
 
 class TestRelativePose:
@@ -54,7 +54,7 @@ class TestRelativePose:
         # camera 0 at the origin looking +x; camera 1 one metre to its left (world +y), same view
         T0 = look_at(np.zeros(3), np.array([1.0, 0.0, 0.0]))
         T1 = look_at(np.array([0.0, 1.0, 0.0]), np.array([1.0, 1.0, 0.0]))
-        T_1_0 = relative_pose(T1, T0)
+        T_1_0 = relative_pose(T0, T1)
         np.testing.assert_allclose(T_1_0[:3, :3], np.eye(3), atol=1e-12)
         # a point in camera 0 appears 1 m further right in camera 1 (x right = world -y)
         np.testing.assert_allclose(T_1_0[:3, 3], [1.0, 0.0, 0.0], atol=1e-12)
