@@ -15,33 +15,11 @@ import json
 import logging
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError
+from mickey_ros.cli.main import UserError, add_model_arguments
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        help="mickey.ckpt or our checkpoint (default: the bundled demo model)",
-    )
-    parser.add_argument(
-        "--dinov2-weights", type=Path, help="dinov2_vitl14_pretrain.pth for official checkpoints"
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "fp16", "bf16"],
-        help="backbone precision (official GPU runs used fp16)",
-    )
-    parser.add_argument(
-        "--resize",
-        type=int,
-        nargs=2,
-        metavar=("W", "H"),
-        help="network input size (default: the image size)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="first solver seed")
+    add_model_arguments(parser)
     parser.add_argument(
         "--seeds",
         type=int,

@@ -11,12 +11,42 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 SUBCOMMANDS = ("pose", "bench", "synth", "eval", "replay", "demo")
 
 
 class UserError(Exception):
     """An error caused by the user's input; printed as one line without a traceback."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --dinov2-weights, --device, --precision, --resize and --seed."""
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="mickey.ckpt or our checkpoint (default: the bundled demo model)",
+    )
+    parser.add_argument(
+        "--dinov2-weights",
+        type=Path,
+        help="dinov2_vitl14_pretrain.pth for official checkpoints (their DINOv2 keys are stripped)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16", "bf16"],
+        help="backbone precision (official GPU runs used fp16)",
+    )
+    parser.add_argument(
+        "--resize",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        help="network input size (default: the image size); intrinsics are rescaled to match",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="solver seed")
 
 
 def build_parser() -> argparse.ArgumentParser:

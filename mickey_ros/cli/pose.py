@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mickey_ros.cli.main import UserError
+from mickey_ros.cli.main import UserError, add_model_arguments
 from mickey_ros.mapfree_files import ParseReport, intrinsics_matrix, read_intrinsics
 
 
@@ -45,32 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--intrinsics", type=Path, help="Map-free intrinsics.txt with both images")
     parser.add_argument("--ref-K", help="reference intrinsics fx,fy,cx,cy")
     parser.add_argument("--query-K", help="query intrinsics fx,fy,cx,cy")
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        help="mickey.ckpt or our checkpoint (default: the bundled demo model)",
-    )
-    parser.add_argument(
-        "--dinov2-weights",
-        type=Path,
-        help="dinov2_vitl14_pretrain.pth for "
-        "official checkpoints (DINOv2 keys are stripped from mickey.ckpt)",
-    )
-    parser.add_argument(
-        "--resize",
-        type=int,
-        nargs=2,
-        metavar=("W", "H"),
-        help="network input size; intrinsics are rescaled to match",
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "fp16", "bf16"],
-        help="backbone precision (official GPU runs used fp16)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="solver seed")
+    add_model_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--viz", type=Path, help="write a PNG with matches and depth maps")
     parser.set_defaults(run=run)
