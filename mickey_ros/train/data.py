@@ -1,0 +1,208 @@
+"""Training and validation pairs: the Map-free layout (real or converted data) and synthetic scenes.
+
+Every dataset yields the same dict per pair (tensors, collated by the default collate):
+
+* ``image0``, ``image1``: (3, H, W) float [0, 1], resized to the configured size;
+* ``K0``, ``K1``: (3, 3) intrinsics of the resized images (used to back-project keypoints);
+* ``K0_orig``, ``K1_orig``: (3, 3) original intrinsics (the VCRE loss and metrics work in the
+  original pixels, as the official code does);
+* ``T_1_0``: (4, 4) ground truth ``X_1 = T_1_0 X_0`` (image 0 = reference, metres);
+* ``image_size``: (2,) original (W, H) of the query image, for the Map-free VCRE clamp;
+* ``depth0``, ``depth1``: (H, W) ground-truth z in metres, 0 = unknown (synthetic data only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from mickey_ros.images import resize_with_intrinsics, to_tensor
+from mickey_ros.mapfree_dataset import list_scenes
+from mickey_ros.train.config import DataConfig
+
+
+def make_sample(
+    rgb0: np.ndarray,
+    rgb1: np.ndarray,
+    K0: np.ndarray,
+    K1: np.ndarray,
+    T_1_0: np.ndarray,
+    size_wh: tuple[int, int],
+    depth0: np.ndarray | None = None,
+    depth1: np.ndarray | None = None,
+) -> dict[str, torch.Tensor]:
+    """Resize a pair to ``size_wh`` and pack it as the training dict described in the module doc."""
+    img0, K0_net = resize_with_intrinsics(rgb0, K0, size_wh)
+    img1, K1_net = resize_with_intrinsics(rgb1, K1, size_wh)
+    sample = {
+        "image0": to_tensor(img0),
+        "image1": to_tensor(img1),
+        "K0": torch.as_tensor(K0_net, dtype=torch.float32),
+        "K1": torch.as_tensor(K1_net, dtype=torch.float32),
+        "K0_orig": torch.as_tensor(K0, dtype=torch.float32),
+        "K1_orig": torch.as_tensor(K1, dtype=torch.float32),
+        "T_1_0": torch.as_tensor(T_1_0, dtype=torch.float32),
+        "image_size": torch.tensor([rgb1.shape[1], rgb1.shape[0]], dtype=torch.float32),
+    }
+    if depth0 is not None and depth1 is not None:
+        W, H = size_wh
+        for key, depth in (("depth0", depth0), ("depth1", depth1)):
+            depth = np.nan_to_num(np.asarray(depth, dtype=np.float32), nan=0.0, posinf=0.0)
+            if depth.shape != (H, W):  # nearest: never blend depths across occlusion edges
+                depth = cv2.resize(depth, (W, H), interpolation=cv2.INTER_NEAREST)
+            sample[key] = torch.from_numpy(np.ascontiguousarray(depth))
+    return sample
+
+
+class MapFreePairs(Dataset):
+    """Pairs of a Map-free-layout split.
+
+    Training (``pairs="overlap"``): the pairs of each scene's ``overlaps.npz`` with
+    ``min_overlap < overlap < max_overlap``. Validation (``pairs="reference"``): the reference frame
+    against every ``query_step``-th query frame, as the benchmark evaluates.
+    """
+
+    def __init__(self, data_root: str | Path, split: str, config: DataConfig, pairs: str) -> None:
+        if pairs not in ("overlap", "reference"):
+            raise ValueError(f"pairs must be 'overlap' or 'reference', got {pairs!r}")
+        self.size_wh = (config.width, config.height)
+        self.scenes = list_scenes(data_root, split)
+        if not self.scenes:
+            raise FileNotFoundError(f"no scenes in {Path(data_root) / split}")
+        self.items: list[tuple[int, str, str]] = []  # (scene index, frame 0, frame 1)
+        for s, scene in enumerate(self.scenes):
+            if pairs == "overlap":
+                found = scene.overlap_pairs(config.min_overlap, config.max_overlap)
+                self.items += [(s, p.frame_a, p.frame_b) for p in found]
+            else:
+                ref = scene.reference_frame
+                self.items += [(s, ref, q) for q in scene.query_frames(config.val_query_step)]
+        if not self.items:
+            raise ValueError(
+                f"no {pairs} pairs in {Path(data_root) / split} with overlap in "
+                f"({config.min_overlap}, {config.max_overlap}); widen data.min_overlap/max_overlap"
+            )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def scene_index(self) -> list[int]:
+        """Scene index of every item (for :class:`SceneBalancedSampler`)."""
+        return [s for s, _, _ in self.items]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        s, frame0, frame1 = self.items[index]
+        scene = self.scenes[s]
+        T_1_0 = scene.T_query_ref(frame0, frame1)
+        return make_sample(
+            scene.load_rgb(frame0),
+            scene.load_rgb(frame1),
+            scene.K(frame0),
+            scene.K(frame1),
+            T_1_0,
+            self.size_wh,
+        )
+
+
+class SceneBalancedSampler(Sampler[int]):
+    """Official ``scene_balance`` sampler: ``per_scene`` items per scene, with replacement.
+
+    Each epoch draws anew and shuffles (Map-free train: 460 x 100 = 46,000 pairs per epoch).
+    """
+
+    def __init__(self, scene_of_item: list[int], per_scene: int, seed: int) -> None:
+        self.per_scene, self.seed, self.epoch = per_scene, seed, 0
+        scenes = sorted(set(scene_of_item))
+        self.items = [np.flatnonzero(np.asarray(scene_of_item) == s) for s in scenes]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the draw (called by the training loop at every epoch start)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_scene * len(self.items)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        picks = np.concatenate([rng.choice(items, self.per_scene) for items in self.items])
+        return iter(rng.permutation(picks).tolist())
+
+
+class SyntheticPairs(Dataset):
+    """Synthetic pairs with exact depth, pre-rendered ``*.npz`` files or rendered on the fly.
+
+    Args:
+        config: image size and, for on-the-fly rendering, the pair count.
+        seed: scene seed (train and validation use different seeds, so they share no scene).
+        count: number of pairs when rendering on the fly.
+        pairs_dir: folder of pair files written by ``mickey_ros.synth.pairs.write_pairs``; when
+            given, those files are read (sorted by name) instead of rendering.
+    """
+
+    def __init__(
+        self, config: DataConfig, seed: int, count: int, pairs_dir: str | Path | None = None
+    ) -> None:
+        self.size_wh = (config.width, config.height)
+        self.seed, self.count, self.scene = seed, count, config.synthetic_scene
+        self.files: list[Path] | None = None
+        if pairs_dir is not None:
+            self.files = sorted(Path(pairs_dir).glob("*.npz"))
+            if not self.files:
+                raise FileNotFoundError(
+                    f"no pair files (*.npz) in {pairs_dir}; write them with `mickey-ros synth`"
+                )
+        self._renderer = None  # created lazily: one GL context per worker process
+
+    def __len__(self) -> int:
+        return len(self.files) if self.files is not None else self.count
+
+    def _render(self, index: int):
+        from mickey_ros.synth.cameras import PairSamplingConfig
+        from mickey_ros.synth.pairs import PairRenderer
+
+        if self._renderer is None:
+            config = PairSamplingConfig(scene=self.scene)
+            self._renderer = PairRenderer(self.size_wh, self.seed, config)
+        return self._renderer.render_pair(index)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if self.files is not None:
+            from mickey_ros.synth.pairs import read_pair
+
+            pair = read_pair(self.files[index])
+        else:
+            pair = self._render(index)
+        return make_sample(pair.rgb0, pair.rgb1, pair.K0, pair.K1, pair.T_1_0, self.size_wh,
+                           pair.depth0, pair.depth1)
+
+
+def build_datasets(
+    config: DataConfig, data_dir: str | Path | None, seed: int = 0
+) -> tuple[Dataset, Dataset, Sampler | None]:
+    """Training set, validation set and training sampler (None = plain shuffling).
+
+    For ``source="synthetic"``, ``data_dir`` may hold ``train/`` and ``val/`` folders of
+    pre-rendered pair files; without it, pairs are rendered on the fly.
+    """
+    if config.source == "synthetic":
+        root = Path(data_dir) if data_dir is not None else None
+        train_dir = root / "train" if root is not None else None
+        val_dir = root / "val" if root is not None else None
+        train = SyntheticPairs(
+            config, config.synthetic_train_seed, config.synthetic_train_pairs, train_dir
+        )
+        val = SyntheticPairs(config, config.synthetic_val_seed, config.synthetic_val_pairs, val_dir)
+        return train, val, None
+    if data_dir is None:
+        raise ValueError(
+            "data.source 'mapfree' needs --data pointing at the folder with train/ and val/"
+        )
+    train = MapFreePairs(data_dir, config.train_split, config, "overlap")
+    val = MapFreePairs(data_dir, config.val_split, config, "reference")
+    sampler = SceneBalancedSampler(train.scene_index(), config.pairs_per_scene, seed)
+    return train, val, sampler

@@ -1,0 +1,195 @@
+r"""``mickey-train``: offline MicKey training with PyTorch Lightning (hloc-style ``main``).
+
+Examples::
+
+    mickey-train --config config/train/mapfree_curriculum.yaml --data /data/mapfree --gpus 4
+    mickey-train --config config/train/finetune_own_data.yaml --init mickey.ckpt \\
+        --dinov2-weights dinov2_vitl14_pretrain.pth --data my_dataset/
+    mickey-train --config config/train/synthetic_small.yaml --data pairs/ --out runs/demo
+
+Outputs under ``--out``: ``checkpoints/`` (``step-*.ckpt`` every N steps, ``best-*.ckpt`` by
+validation, ``last.ckpt``), ``logs/`` (CSV, TensorBoard when installed) and ``train_config.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from mickey_ros.config_utils import ConfigError, config_to_dict
+from mickey_ros.model.config import get_model_config
+from mickey_ros.model.mickey import MicKey
+from mickey_ros.train.config import TrainConfig, load_train_config
+from mickey_ros.train.data import build_datasets
+from mickey_ros.train.module import MicKeyTrainingModule
+
+logger = logging.getLogger(__name__)
+
+
+def _loggers(out_dir: Path) -> list:
+    loggers = [CSVLogger(out_dir, name="logs")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out_dir, name="tensorboard"))
+    except (ImportError, ModuleNotFoundError):
+        logger.info("tensorboard is not installed: logging to CSV only")
+    return loggers
+
+
+def _callbacks(cfg: TrainConfig, ckpt_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    periodic = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="step-{step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=cfg.checkpoint_every_n_steps,
+        save_top_k=-1,
+        save_last=True,
+    )
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best-{step:07d}",
+        auto_insert_metric_name=False,
+        monitor=cfg.validation.monitor,
+        mode="max",
+        save_top_k=1,
+    )
+    return periodic, best
+
+
+def _build_model(cfg: TrainConfig, init: Path | None, dinov2_weights: Path | None):
+    """The network to train: from ``init``, else fresh heads on the DINOv2 weight file."""
+    from mickey_ros.model.checkpoint import load_checkpoint, load_state_dict_file
+
+    if init is not None:
+        model, _ = load_checkpoint(init, dinov2_weights=dinov2_weights)
+    else:
+        model_config = get_model_config(cfg.model)
+        backbone = replace(model_config.backbone, trainable=not cfg.freeze_backbone)
+        model = MicKey(replace(model_config, backbone=backbone))
+        if dinov2_weights is not None:
+            model.backbone.load_state_dict(load_state_dict_file(dinov2_weights), strict=True)
+        elif backbone.arch != "custom":
+            raise ValueError(
+                f"model {cfg.model} uses a DINOv2 {backbone.arch} backbone: pass its weight file "
+                f"with --dinov2-weights dinov2_{backbone.arch}_pretrain.pth (never downloaded)"
+            )
+    model.extractor.trainable_backbone = not cfg.freeze_backbone
+    model.backbone.requires_grad_(not cfg.freeze_backbone)
+    return model.train()
+
+
+def main(
+    cfg: TrainConfig,
+    data_dir: str | Path | None,
+    out_dir: str | Path,
+    *,
+    init: str | Path | None = None,
+    dinov2_weights: str | Path | None = None,
+    gpus: int = 0,
+    nodes: int = 1,
+    resume: str | Path | None = None,
+) -> Path:
+    """Train MicKey and return the path of the best checkpoint (``last.ckpt`` if none is best).
+
+    Args:
+        cfg: training settings (``config/train/*.yaml``).
+        data_dir: Map-free-layout root (with ``train/`` and ``val/``), or a folder of
+            pre-rendered synthetic pairs (``train/``, ``val/``); None renders synthetic pairs on
+            the fly (``data.source: synthetic`` only).
+        out_dir: run folder (checkpoints, logs, the config used).
+        init: official or mickey_ros checkpoint to fine-tune from.
+        dinov2_weights: DINOv2 weight file for ``init`` checkpoints without a backbone.
+        gpus: GPUs per node (0 = CPU); more than one GPU or node uses DDP.
+        nodes: number of nodes.
+        resume: a Lightning checkpoint (e.g. ``last.ckpt``) to continue exactly from.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    L.seed_everything(cfg.seed, workers=True)
+    model = _build_model(
+        cfg, Path(init) if init else None, Path(dinov2_weights) if dinov2_weights else None
+    )
+    module = MicKeyTrainingModule(cfg, model)
+    train_set, val_set, sampler = build_datasets(cfg.data, data_dir, cfg.seed)
+    loader_args = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers,
+                   "persistent_workers": cfg.num_workers > 0}
+    train_loader = DataLoader(train_set, sampler=sampler, shuffle=sampler is None, drop_last=True,
+                              **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    periodic, best = _callbacks(cfg, out_dir / "checkpoints")
+    every = cfg.validation.every_n_steps
+    trainer = L.Trainer(
+        accelerator="gpu" if gpus > 0 else "cpu",
+        devices=gpus if gpus > 0 else 1,
+        num_nodes=nodes,
+        strategy="ddp" if gpus * nodes > 1 else "auto",
+        precision=cfg.precision,
+        max_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps,
+        val_check_interval=every if every > 0 else 1.0,
+        check_val_every_n_epoch=None if every > 0 else 1,
+        limit_val_batches=cfg.validation.max_batches,
+        log_every_n_steps=cfg.log_every_n_steps,
+        num_sanity_val_steps=0,
+        callbacks=[periodic, best],
+        logger=_loggers(out_dir),
+        default_root_dir=out_dir,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
+    if best.best_model_path:
+        return Path(best.best_model_path)
+    return Path(periodic.last_model_path or periodic.best_model_path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mickey-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path, help="config/train/*.yaml")
+    parser.add_argument("--data", type=Path, help="dataset root (Map-free layout or pair files)")
+    parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder")
+    parser.add_argument("--init", type=Path, help="checkpoint to fine-tune (official or ours)")
+    parser.add_argument("--dinov2-weights", type=Path, help="DINOv2 weights for --init")
+    parser.add_argument("--gpus", type=int, default=0, help="GPUs per node (0 = CPU)")
+    parser.add_argument("--nodes", type=int, default=1, help="nodes for multi-node DDP")
+    parser.add_argument("--resume", type=Path, help="Lightning checkpoint to resume exactly")
+    parser.add_argument("--max-steps", type=int, help="override max_steps of the config")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Console entry point ``mickey-train``."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_train_config(args.config)
+        if args.max_steps is not None:
+            cfg = replace(cfg, max_steps=args.max_steps)
+        for flag, path in (("--data", args.data), ("--init", args.init),
+                           ("--dinov2-weights", args.dinov2_weights), ("--resume", args.resume)):
+            if path is not None and not path.exists():
+                raise FileNotFoundError(f"{flag} {path} does not exist")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        best = main(cfg, args.data, args.out, init=args.init, dinov2_weights=args.dinov2_weights,
+                    gpus=args.gpus, nodes=args.nodes, resume=args.resume)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"mickey-train: error: {err}", file=sys.stderr)
+        return 2
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): train the CPU demo model and measure it before/after on unseen pairs.
+
+Stages (each can run alone; outputs go to ``--run``):
+
+    render   held-out synthetic pairs with a seed no training or validation pair uses
+    train    ``mickey-train --config config/train/synthetic_small.yaml`` (mickey_ros.train.main)
+    evaluate the untrained model (the run's initial weights), every step checkpoint and an
+             identity-pose reference on the held-out pairs -> heldout_metrics.json
+    plot     learning curves (training losses, held-out errors per checkpoint) -> PNG
+    export   the chosen checkpoint without optimiser state, fp16 -> demo_model.ckpt
+
+Example (what produced ``mickey_ros/data/demo_model.ckpt``, see docs/training.md)::
+
+    LP_NUM_THREADS=1 OMP_NUM_THREADS=1 python scripts/train_demo.py all --run /work/demo_run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mickey_ros.geometry.camera import backproject
+from mickey_ros.geometry.metrics import rotation_error_deg, translation_error, vcre
+from mickey_ros.geometry.pose import rotation_angle
+from mickey_ros.geometry.ransac import solve_pose
+from mickey_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from mickey_ros.synth.cameras import PairSamplingConfig
+from mickey_ros.synth.pairs import read_pair, write_pairs
+from mickey_ros.train.config import load_train_config
+from mickey_ros.train.data import make_sample
+from mickey_ros.train.loss import depth_supervision, gt_matches, sample_depth_at
+from mickey_ros.train.main import _build_model
+from mickey_ros.train.main import main as train_main
+from mickey_ros.train.module import MicKeyTrainingModule
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config" / "train" / "synthetic_small.yaml"
+HELDOUT_SEED = 2000  # training uses seed 0, in-training validation 1000
+VCRE_SCALED_PX = 30.0  # 90 px at Map-free's 720 px height, scaled to our 240 px
+
+
+def _collate(samples: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def heldout_batches(pairs_dir: Path, size_wh: tuple[int, int], batch_size: int = 4,
+                    with_depth: bool = False) -> list[dict[str, torch.Tensor]]:
+    """Batches of the held-out pair files (GT depth only if asked: evaluation never sees it)."""
+    samples = []
+    for f in sorted(pairs_dir.glob("pair_*.npz")):
+        p = read_pair(f)
+        depths = (p.depth0, p.depth1) if with_depth else (None, None)
+        samples.append(make_sample(p.rgb0, p.rgb1, p.K0, p.K1, p.T_1_0, size_wh, *depths))
+    return [_collate(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
+
+
+def identity_rows(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Errors of the 'no motion' guess R = I, t = 0 (what an uninformed estimator scores)."""
+    T_gt = batch["T_1_0"].double()
+    t_err = (-(T_gt[:, :3, :3].transpose(1, 2) @ T_gt[:, :3, 3:])).squeeze(-1).norm(dim=-1)
+    r_err = torch.rad2deg(rotation_angle(T_gt[:, :3, :3]))
+    eye = torch.eye(4, dtype=torch.float64)
+    v = torch.stack([
+        vcre(eye, T_gt[b], batch["K1_orig"][b].double(), *batch["image_size"][b].tolist())
+        for b in range(T_gt.shape[0])
+    ])
+    return torch.stack([t_err, r_err, v, torch.zeros_like(v)], dim=-1).float()
+
+
+def summarise(rows: torch.Tensor) -> dict[str, float]:
+    """Medians and precisions of (N, 4) rows ``[t_err_m, r_err_deg, vcre_px, confidence]``."""
+    e = rows.double().numpy()
+    t, r, v = e[:, 0], e[:, 1], e[:, 2]
+    return {
+        "pairs": int(len(e)),
+        "median_t_m": float(np.median(t)),
+        "median_R_deg": float(np.median(r)),
+        "median_vcre_px": float(np.median(v)),
+        "vcre_precision_90px": float(np.mean(v < 90.0)),
+        f"vcre_precision_{VCRE_SCALED_PX:g}px": float(np.mean(v < VCRE_SCALED_PX)),
+        "pose_precision_25cm_5deg": float(np.mean((t < 0.25) & (r < 5.0))),
+        "pose_precision_50cm_10deg": float(np.mean((t < 0.5) & (r < 10.0))),
+        "valid_fraction": float(np.mean(np.isfinite(t))),
+    }
+
+
+def evaluate_module(module: MicKeyTrainingModule, batches, seed: int = 0) -> dict[str, float]:
+    """Held-out metrics with the inference solver (official settings), seeded per batch."""
+    module.eval()
+    rows = []
+    for i, batch in enumerate(batches):
+        gen = torch.Generator().manual_seed(seed + i)
+        rows.append(module.evaluate_batch(batch, gen))
+    return summarise(torch.cat(rows))
+
+
+def _module_for(cfg, checkpoint: Path | None) -> MicKeyTrainingModule:
+    if checkpoint is None:  # the run's initial weights: same seed, same construction as main()
+        L.seed_everything(cfg.seed, workers=True)
+        return MicKeyTrainingModule(cfg, _build_model(cfg, None, None))
+    model, _ = load_checkpoint(checkpoint)
+    return MicKeyTrainingModule(cfg, model)
+
+
+def stage_render(run: Path, cfg, count: int) -> Path:
+    """Write ``count`` held-out pairs (seed 2000, the config's scene kind) unless they exist."""
+    out = run / "heldout_pairs"
+    if not (out / "pairs.json").exists():
+        config = PairSamplingConfig(scene=cfg.data.synthetic_scene)
+        size_wh = (cfg.data.width, cfg.data.height)
+        write_pairs(out, count, size_wh, HELDOUT_SEED, config, previews=False)
+    return out
+
+
+def stage_evaluate(run: Path, cfg, every: int = 1) -> dict:
+    """Identity reference, the untrained model and the step checkpoints on the held-out pairs.
+
+    Results are cached in ``heldout_metrics.json``: checkpoints already there are skipped, so this
+    can run while training goes on. ``every`` keeps only steps that are multiples of it.
+    """
+    out = run / "heldout_metrics.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    batches = heldout_batches(run / "heldout_pairs", (cfg.data.width, cfg.data.height))
+    results["identity_pose"] = summarise(torch.cat([identity_rows(b) for b in batches]))
+    if "step_0_untrained" not in results:
+        t0 = time.perf_counter()
+        results["step_0_untrained"] = evaluate_module(_module_for(cfg, None), batches)
+        elapsed = time.perf_counter() - t0
+        results["eval_s_per_pair"] = elapsed / results["step_0_untrained"]["pairs"]
+    for ckpt in tqdm(sorted((run / "checkpoints").glob("step-*.ckpt")), desc="checkpoints"):
+        step = int(ckpt.stem.split("-")[1])
+        if step % every or f"step_{step}" in results:
+            continue
+        results[f"step_{step}"] = evaluate_module(_module_for(cfg, ckpt), batches)
+        out.write_text(json.dumps(results, indent=1))
+    out.write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _read_log(run: Path) -> list[dict[str, float]]:
+    rows = []
+    for path in sorted((run / "logs").glob("version_*/metrics.csv")):
+        with path.open() as f:
+            rows += [{k: float(v) for k, v in r.items() if v not in ("", None)}
+                     for r in csv.DictReader(f)]
+    return rows
+
+
+def stage_plot(run: Path, out_png: Path) -> None:
+    """Learning curves: training losses (CSV log) and held-out metrics per checkpoint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = _read_log(run)
+    metrics = json.loads((run / "heldout_metrics.json").read_text())
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    curves = (("train/depth", "depth |log z - log z_gt|"),
+              ("train/correspondence", "corr. NLL / 5"), ("train/vcre_loss", "VCRE loss (tanh)"))
+    for key, label in curves:
+        pts = [(r["step"], r[key] / (5.0 if "corr" in key else 1.0)) for r in log if key in r]
+        if pts:
+            axes[0].plot(*zip(*pts), label=label)
+    axes[0].set(title="training losses", xlabel="step")
+    axes[0].legend()
+    steps = sorted(int(k.split("_")[1]) for k in metrics if k.startswith("step_"))
+    held = [metrics["step_0_untrained" if s == 0 else f"step_{s}"] for s in steps]
+    axes[1].plot(steps, [h["median_t_m"] for h in held], "o-", label="median t err (m)")
+    axes[1].plot(steps, [h["median_R_deg"] / 10 for h in held], "o-", label="median R err (deg/10)")
+    axes[1].axhline(metrics["identity_pose"]["median_t_m"], ls="--", c="C0", label="identity t")
+    identity = metrics["identity_pose"]
+    axes[1].axhline(identity["median_R_deg"] / 10, ls="--", c="C1", label="identity R")
+    axes[1].set(title="held-out median errors", xlabel="step")
+    axes[1].legend()
+    for key in ("vcre_precision_90px", f"vcre_precision_{VCRE_SCALED_PX:g}px",
+                "pose_precision_25cm_5deg", "pose_precision_50cm_10deg"):
+        axes[2].plot(steps, [h[key] for h in held], "o-", label=key)
+    axes[2].set(title="held-out precision", xlabel="step", ylim=(0, 1))
+    axes[2].legend()
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+
+
+@torch.no_grad()
+def diagnose_batch(module: MicKeyTrainingModule, batch, generator) -> torch.Tensor:
+    """(B, 5) rows: P mass on GT cells, match accuracy, depth log error, pose with GT depth.
+
+    The last two columns are the rotation (deg) and translation (m) errors when the solver gets
+    the network's P but *ground-truth* depth, i.e. what the matching alone achieves.
+    """
+    out = module.forward_pair(batch)
+    f0, f1 = out["f0"], out["f1"]
+    target, valid = gt_matches(f0.kpts, batch["depth0"], batch["depth1"], batch["K0"],
+                               batch["K1"], batch["T_1_0"], f1.grid_hw, 14, 0.05)
+    P = out["P"] / out["P"].sum((1, 2), keepdim=True)
+    mass = (torch.gather(P, 2, target.unsqueeze(-1)).squeeze(-1) * valid).sum(1)
+    hits = (out["match_probs"].argmax(2) == target) & valid
+    accuracy = hits.sum(1) / valid.sum(1).clamp(min=1)
+    z0 = sample_depth_at(batch["depth0"], f0.kpts)
+    z1 = sample_depth_at(batch["depth1"], f1.kpts)
+    log_err = torch.stack([depth_supervision(f0.depth[b : b + 1], z0[b : b + 1])
+                           for b in range(len(z0))])
+    X0, X1 = backproject(f0.kpts, z0, batch["K0"]), backproject(f1.kpts, z1, batch["K1"])
+    sol = solve_pose(out["P"], X0, X1, module.solver_config, generator)
+    R_gt, t_gt = batch["T_1_0"][:, :3, :3], batch["T_1_0"][:, :3, 3]
+    r_err = rotation_error_deg(sol.R, R_gt)
+    t_err = translation_error(sol.R, sol.t, R_gt, t_gt)
+    return torch.stack([mass, accuracy, log_err, r_err, t_err], dim=-1)
+
+
+def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
+    """Matching vs depth: which one limits the pose of the untrained and the trained model."""
+    batches = heldout_batches(run / "heldout_pairs", (cfg.data.width, cfg.data.height),
+                              with_depth=True)
+    results = {}
+    for name, ckpt in (("untrained", None), (checkpoint.stem, checkpoint)):
+        module = _module_for(cfg, ckpt).eval()
+        rows = torch.cat([diagnose_batch(module, b, torch.Generator().manual_seed(i))
+                          for i, b in enumerate(batches)])
+        keys = ("P_mass_on_gt", "argmax_match_accuracy", "depth_log_error",
+                "R_err_deg_with_gt_depth", "t_err_m_with_gt_depth")
+        results[name] = {k: float(v) for k, v in zip(keys, rows.median(0).values)}
+    (run / "diagnosis.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def stage_speed(run: Path, cfg, steps: int = 6) -> dict:
+    """Seconds per pair of each training stage on one held-out batch (after one warm-up step)."""
+    batch = heldout_batches(run / "heldout_pairs", (cfg.data.width, cfg.data.height),
+                            cfg.batch_size, with_depth=True)[0]
+    results = {}
+    for name, pose_from in (("supervised_only", 10**9), ("with_pose_objective", 0)):
+        cfg_stage = replace(cfg, supervision=replace(cfg.supervision, pose_from_step=pose_from))
+        module = _module_for(cfg_stage, None).train()
+        times = []
+        for _ in range(steps + 1):
+            total, logs = module.compute_losses(batch, step=0)
+            t0 = time.perf_counter()
+            total.backward()
+            times.append((logs["time/forward_s"], logs["time/loss_s"], time.perf_counter() - t0))
+        fwd, loss, bwd = (float(np.median(v)) / cfg.batch_size for v in zip(*times[1:]))
+        results[name] = {"forward_s_per_pair": fwd, "loss_s_per_pair": loss,
+                         "backward_s_per_pair": bwd, "pairs_per_s": 1.0 / (fwd + loss + bwd)}
+    (run / "speed.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def stage_export(checkpoint: Path, out: Path) -> Path:
+    """Weights only (no optimiser state), fp16, in the mickey_ros checkpoint format."""
+    model, _ = load_checkpoint(checkpoint)
+    model.half()  # fp16 storage halves the file; loading casts back to the model's fp32
+    meta = {"source_checkpoint": checkpoint.name,
+            "trained_with": "config/train/synthetic_small.yaml"}
+    return save_checkpoint(out, model, extra={"demo": meta})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stage or all of them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    stages = ("render", "train", "evaluate", "diagnose", "speed", "plot", "export", "all")
+    parser.add_argument("stage", choices=stages)
+    parser.add_argument("--run", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--heldout", type=int, default=64, help="held-out pairs")
+    parser.add_argument("--every", type=int, default=1, help="evaluate steps that are multiples")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint to export")
+    parser.add_argument("--png", type=Path,
+                        default=REPO / "docs" / "img" / "training_demo_curves.png")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "mickey_ros" / "data" / "demo_model.ckpt")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the shared 2-core machine: more threads were slower
+    cfg = load_train_config(args.config)
+    if args.stage in ("render", "all"):
+        stage_render(args.run, cfg, args.heldout)
+    if args.stage in ("train", "all"):
+        train_main(replace(cfg, num_workers=1), None, args.run)
+    if args.stage in ("evaluate", "all"):
+        print(json.dumps(stage_evaluate(args.run, cfg, args.every), indent=1))
+    final = args.checkpoint or args.run / "checkpoints" / "last.ckpt"
+    if args.stage in ("diagnose", "all"):
+        print(json.dumps(stage_diagnose(args.run, cfg, final), indent=1))
+    if args.stage in ("speed", "all"):
+        print(json.dumps(stage_speed(args.run, cfg), indent=1))
+    if args.stage in ("plot", "all"):
+        stage_plot(args.run, args.png)
+    if args.stage in ("export", "all"):
+        print(f"wrote {stage_export(final, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

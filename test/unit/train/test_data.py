@@ -1,0 +1,137 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from mickey_ros.train.config import DataConfig
+from mickey_ros.train.data import (
+    MapFreePairs,
+    SceneBalancedSampler,
+    SyntheticPairs,
+    build_datasets,
+    make_sample,
+)
+
+
+def _render_or_skip(fn, *args, **kwargs):
+    pytest.importorskip("moderngl")
+    from mickey_ros.synth.render import EGLUnavailableError
+
+    try:
+        return fn(*args, **kwargs)
+    except EGLUnavailableError as err:
+        pytest.skip(f"no headless OpenGL: {err}")
+
+
+class TestMakeSample:
+    def test_keys_shapes_and_scaled_K(self):
+        rgb = np.zeros((48, 64, 3), np.uint8)
+        K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+        depth = np.full((48, 64), 3.0, np.float32)
+        s = make_sample(rgb, rgb, K, K, np.eye(4), (32, 24), depth, depth)
+        assert sorted(s) == sorted(["image0", "image1", "K0", "K1", "K0_orig", "K1_orig", "T_1_0",
+                                    "image_size", "depth0", "depth1"])
+        assert s["image0"].shape == (3, 24, 32) and s["depth0"].shape == (24, 32)
+        # pixel-centre convention: cx' = 0.5 * 31.5 + 0.25 - 0.5
+        assert s["K0"][0, 2].item() == pytest.approx(15.5)
+        assert s["K0_orig"][0, 0].item() == 50.0
+        assert s["image_size"].tolist() == [64.0, 48.0]
+        assert torch.all(s["depth1"] == 3.0)
+
+    def test_nan_depth_becomes_unknown(self):
+        rgb = np.zeros((24, 32, 3), np.uint8)
+        depth = np.full((24, 32), np.nan, np.float32)
+        s = make_sample(rgb, rgb, np.eye(3), np.eye(3), np.eye(4), (32, 24), depth, depth)
+        assert torch.all(s["depth0"] == 0)
+
+    def test_without_depth(self):
+        rgb = np.zeros((24, 32, 3), np.uint8)
+        s = make_sample(rgb, rgb, np.eye(3), np.eye(3), np.eye(4), (32, 24))
+        assert "depth0" not in s
+
+
+class TestSceneBalancedSampler:
+    scenes = [0, 0, 0, 1, 2, 2]
+
+    def test_draws_per_scene_each_epoch(self):
+        sampler = SceneBalancedSampler(self.scenes, per_scene=5, seed=0)
+        picks = list(sampler)
+        assert len(picks) == len(sampler) == 15
+        assert Counter(self.scenes[i] for i in picks) == {0: 5, 1: 5, 2: 5}
+
+    def test_deterministic_and_changes_with_epoch(self):
+        a, b = SceneBalancedSampler(self.scenes, 5, 0), SceneBalancedSampler(self.scenes, 5, 0)
+        assert list(a) == list(b)
+        b.set_epoch(1)
+        assert list(a) != list(b)
+
+
+@pytest.fixture(scope="module")
+def mapfree_root(tmp_path_factory):
+    from mickey_ros.synth.mapfree import write_mapfree_dataset
+
+    root = tmp_path_factory.mktemp("mapfree")
+    _render_or_skip(write_mapfree_dataset, root, 1, 3, "train", (112, 84), 0, progress=False)
+    _render_or_skip(write_mapfree_dataset, root, 1, 6, "val", (112, 84), 1, progress=False)
+    return root
+
+
+class TestMapFreePairs:
+    def test_overlap_filter_is_strict(self, mapfree_root):
+        cfg = DataConfig(width=112, height=84)
+        everything = MapFreePairs(mapfree_root, "train", cfg, "overlap")
+        overlaps = sorted(p.overlap for p in everything.scenes[0].overlap_pairs())
+        cut = overlaps[len(overlaps) // 2]
+        some = MapFreePairs(mapfree_root, "train", DataConfig(min_overlap=cut), "overlap")
+        assert len(some) == sum(o > cut for o in overlaps) < len(everything)
+
+    def test_reference_pairs_every_5th_query(self, mapfree_root):
+        val = MapFreePairs(mapfree_root, "val", DataConfig(width=112, height=84), "reference")
+        assert [q for _, _, q in val.items] == ["seq1/frame_00000.jpg", "seq1/frame_00005.jpg"]
+        sample = val[1]
+        assert sample["image1"].shape == (3, 84, 112)
+        assert torch.allclose(sample["T_1_0"][3], torch.tensor([0.0, 0.0, 0.0, 1.0]))
+
+    def test_empty_filter_names_the_fix(self, mapfree_root):
+        with pytest.raises(ValueError, match="min_overlap"):
+            MapFreePairs(mapfree_root, "train", DataConfig(min_overlap=0.99999), "overlap")
+
+
+class TestSyntheticPairs:
+    def test_reads_pair_files(self, tmp_path):
+        from mickey_ros.synth.pairs import write_pairs
+
+        _render_or_skip(write_pairs, tmp_path, 2, (96, 72), 5, previews=False, progress=False)
+        data = SyntheticPairs(DataConfig(width=96, height=72), 5, 0, tmp_path)
+        assert len(data) == 2
+        sample = data[1]
+        assert sample["depth0"].shape == (72, 96) and sample["depth0"].max() > 0
+
+    def test_missing_files_name_the_fix(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="mickey-ros synth"):
+            SyntheticPairs(DataConfig(), 0, 0, tmp_path)
+
+
+class TestBuildDatasets:
+    def test_mapfree_needs_data(self):
+        with pytest.raises(ValueError, match="--data"):
+            build_datasets(DataConfig(source="mapfree"), None)
+
+    def test_synthetic_without_data_renders_on_the_fly(self):
+        train, val, sampler = build_datasets(
+            DataConfig(source="synthetic", synthetic_train_pairs=7, synthetic_val_pairs=3), None
+        )
+        assert (len(train), len(val), sampler) == (7, 3, None)
+        assert train.seed != val.seed
+
+    def test_synthetic_scene_kind_reaches_the_renderer(self):
+        pytest.importorskip("moderngl")
+        train, _, _ = build_datasets(DataConfig(source="synthetic", width=96, height=72,
+                                                synthetic_scene="room"), None)
+        assert train.scene == "room"
+        try:
+            kinds = {train._render(i).info["scene"] for i in range(2)}
+        except RuntimeError as err:  # EGLUnavailableError is a RuntimeError
+            pytest.skip(f"no headless OpenGL: {err}")
+        assert kinds == {"room"}

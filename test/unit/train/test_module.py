@@ -1,0 +1,162 @@
+import math
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import DataLoader, Dataset
+
+from mickey_ros.model.checkpoint import load_checkpoint
+from mickey_ros.train.config import CurriculumConfig, SupervisionConfig, ValidationConfig
+from mickey_ros.train.module import MicKeyTrainingModule, validation_metrics
+
+HEADS = ("det_head", "det_offset", "depth_head", "dsc_head")
+
+
+def _head_grad_norms(module: MicKeyTrainingModule) -> dict[str, float]:
+    norms = {}
+    for name in HEADS:
+        head = getattr(module.compute_matches.extractor, name)
+        grads = [p.grad for p in head.parameters() if p.grad is not None]
+        norms[name] = sum(g.norm().item() ** 2 for g in grads) ** 0.5 if grads else 0.0
+    return norms
+
+
+class TestComputeLosses:
+    def test_paper_objective_reaches_every_head_and_dustbin(self, batch, tiny_config):
+        torch.manual_seed(0)
+        module = MicKeyTrainingModule(tiny_config())  # supervision off: paper objective only
+        total, logs = module.compute_losses(batch, step=0)
+        assert "train/depth" not in logs and 0.0 < logs["train/vcre_loss"].item() < 1.0
+        total.backward()
+        for name, norm in _head_grad_norms(module).items():
+            assert math.isfinite(norm) and norm > 0, name
+        dustbin = module.compute_matches.matcher.matching_mat.dustbin_score.grad
+        assert dustbin is not None and torch.isfinite(dustbin) and dustbin.abs() > 0
+
+    def test_frozen_backbone_gets_no_gradient(self, batch, tiny_config):
+        module = MicKeyTrainingModule(tiny_config())
+        module.compute_losses(batch, step=0)[0].backward()
+        assert all(p.grad is None for p in module.net.backbone.parameters())
+
+    def test_supervision_terms_when_weighted(self, batch, tiny_config):
+        sup = SupervisionConfig(depth_weight=1.0, correspondence_weight=0.5, pose_from_step=5)
+        module = MicKeyTrainingModule(tiny_config(supervision=sup))
+        total, logs = module.compute_losses(batch, step=0)
+        assert "train/vcre_loss" not in logs  # pose objective starts at step 5
+        expected = logs["train/depth"] + 0.5 * logs["train/correspondence"]
+        assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+        assert logs["train/gt_match_fraction"].item() > 0.5  # a plane seen by both views
+
+    def test_curriculum_keeps_k_pairs(self, make_batch, tiny_config):
+        module = MicKeyTrainingModule(tiny_config(curriculum=CurriculumConfig(topk_init=50.0)))
+        _, logs = module.compute_losses(make_batch(4), step=0)
+        assert logs["train/kept_pairs"].item() == 2.0
+
+    def test_same_step_same_loss(self, batch, tiny_config):
+        module = MicKeyTrainingModule(tiny_config()).eval()  # eval: BN statistics fixed
+        a, _ = module.compute_losses(batch, step=3)
+        b, _ = module.compute_losses(batch, step=3)
+        assert a.item() == b.item()
+
+
+class TestOptimisation:
+    def test_few_steps_reduce_loss_on_fixed_batch(self, batch, tiny_config):
+        torch.manual_seed(0)
+        sup = SupervisionConfig(depth_weight=1.0, correspondence_weight=0.2)
+        module = MicKeyTrainingModule(tiny_config(supervision=sup))
+        opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=3e-3)
+        losses = []
+        for _ in range(8):
+            total, _ = module.compute_losses(batch, step=0)  # same draws every step
+            opt.zero_grad()
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+            opt.step()
+            losses.append(total.item())
+        assert losses[-1] < 0.8 * losses[0]
+
+
+class _FixedBatches(Dataset):
+    def __init__(self, make_pair_dict) -> None:
+        self.make_pair_dict = make_pair_dict
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        return self.make_pair_dict(index)
+
+
+class _RecordLoss(Callback):
+    def __init__(self) -> None:
+        self.losses: dict[int, float] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses[trainer.global_step] = float(outputs["loss"])
+
+
+def _fit(tmp_path, fixtures, max_steps: int, resume=None) -> _RecordLoss:
+    make_pair_dict, tiny_config = fixtures
+    torch.manual_seed(0)
+    record = _RecordLoss()
+    ckpt = ModelCheckpoint(dirpath=tmp_path, filename="step-{step}", every_n_train_steps=2,
+                           save_top_k=-1)
+    trainer = L.Trainer(accelerator="cpu", max_steps=max_steps, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, callbacks=[record, ckpt])
+    loader = DataLoader(_FixedBatches(make_pair_dict), batch_size=2, shuffle=False)
+    trainer.fit(MicKeyTrainingModule(tiny_config()), loader, ckpt_path=resume)
+    return record
+
+
+class TestResume:
+    def test_resume_gives_identical_next_step_loss(self, tmp_path, make_pair_dict, tiny_config):
+        fixtures = (make_pair_dict, tiny_config)
+        straight = _fit(tmp_path / "a", fixtures, max_steps=3)
+        resumed = _fit(tmp_path / "b", fixtures, max_steps=3,
+                       resume=tmp_path / "a" / "step-step=2.ckpt")
+        assert set(resumed.losses) == {3}
+        assert resumed.losses[3] == straight.losses[3]
+
+
+class TestCheckpoint:
+    def test_training_checkpoint_loads_through_load_checkpoint(
+        self, tmp_path, make_batch, make_pair_dict, tiny_config
+    ):
+        _fit(tmp_path, (make_pair_dict, tiny_config), max_steps=2)
+        path = tmp_path / "step-step=2.ckpt"
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+        assert raw["mickey_ros"]["format"] == 1
+        assert raw["mickey_ros"]["model_config"]["name"] == "mickey_tiny"
+        keys = list(raw["state_dict"])
+        assert all(k.startswith("compute_matches.") for k in keys)
+        assert "compute_matches.matcher.matching_mat.dustbin_score" in keys
+        # a custom backbone has no hub weight file, so it is kept even when frozen
+        assert any("dinov2_custom" in k for k in keys)
+        model, config = load_checkpoint(path)
+        assert config.name == "mickey_tiny"
+        module = MicKeyTrainingModule(tiny_config())
+        module.load_state_dict(raw["state_dict"])
+        image = make_batch(1)["image0"]
+        with torch.no_grad():
+            expected = module.eval().net.extract(image).depth
+            assert torch.allclose(model.extract(image).depth, expected)
+
+
+class TestValidationMetrics:
+    def test_hand_computed(self):
+        rows = torch.tensor([
+            [0.1, 2.0, 10.0, 100.0],
+            [0.3, 4.0, 50.0, 50.0],
+            [0.4, 20.0, 95.0, 10.0],
+            [float("inf"), float("inf"), float("inf"), 0.0],
+        ])
+        m = validation_metrics(rows, ValidationConfig())
+        assert m["val/median_t_m"] == pytest.approx(0.35)
+        assert m["val/median_R_deg"] == pytest.approx(12.0)
+        assert m["val/vcre_precision"] == pytest.approx(0.5)
+        # sorted by confidence: correct, correct, wrong, wrong -> (1 + 1 + 2/3 + 1/2) / 4
+        assert m["val/vcre_auc"] == pytest.approx((1 + 1 + 2 / 3 + 1 / 2) / 4)
+        assert m["val/pose_precision_25cm_5deg"] == pytest.approx(0.25)
+        assert m["val/pose_precision_50cm_10deg"] == pytest.approx(0.5)
