@@ -51,12 +51,12 @@ def project(X: Tensor, K: Tensor, eps: float = 1e-16) -> Tensor:
     without any special handling (callers clamp or mask as they need).
 
     Args:
-        X: (B, N, 3) points in the camera frame, metres.
-        K: (B, 3, 3) intrinsics.
+        X: (..., N, 3) points in the camera frame, metres.
+        K: (..., 3, 3) intrinsics, leading dimensions broadcastable with X's.
         eps: added to the depth before dividing.
 
     Returns:
-        (B, N, 2) pixel coordinates (x, y).
+        (..., N, 2) pixel coordinates (x, y).
 
     Raises:
         ValueError: on mismatched shapes.
@@ -65,7 +65,9 @@ def project(X: Tensor, K: Tensor, eps: float = 1e-16) -> Tensor:
     >>> project(torch.tensor([[[2.0, 0.0, 2.0]]]), K)
     tensor([[[150.,  40.]]])
     """
-    dims = check_shape(X, "B N 3", "X")
-    check_shape(K, "B 3 3", "K", dims)
-    uvw = X @ K.transpose(-1, -2)  # (B, N, 3)
+    if X.ndim < 2 or X.shape[-1] != 3:
+        raise ValueError(f"X must have shape (..., N, 3), got {tuple(X.shape)}")
+    if K.ndim < 2 or K.shape[-2:] != (3, 3):
+        raise ValueError(f"K must have shape (..., 3, 3), got {tuple(K.shape)}")
+    uvw = X @ K.transpose(-1, -2)  # (..., N, 3)
     return uvw[..., :2] / (uvw[..., 2:] + eps)

@@ -19,12 +19,6 @@ _NORM_EPS = 1e-6  # official: sqrt(sum of squares + 1e-6)
 _LOG_EPS = 1e-16  # official: log(P + 1e-16) in REINFORCE
 
 
-def _project(X: Tensor, K: Tensor) -> Tensor:
-    """(..., P, 3) camera points and (..., 3, 3) K -> (..., P, 2) pixels (no z check)."""
-    x = X @ K.transpose(-1, -2)
-    return x[..., :2] / (x[..., 2:3] + _PROJ_EPS)
-
-
 def vcre_px(
     R: Tensor,
     t: Tensor,
@@ -54,8 +48,8 @@ def vcre_px(
     X = virtual_points.to(R)  # (P, 3)
     X_est_1 = X @ R.transpose(-1, -2) + t.unsqueeze(-2)  # (..., P, 3)
     X_back_0 = (X_est_1 - t_gt.unsqueeze(-2)) @ R_gt  # R_gt^T (Y - t_gt), row-vector form
-    uv = _project(X.expand_as(X_back_0), K).clamp(0.0, clamp_px)
-    uv_est = _project(X_back_0, K).clamp(0.0, clamp_px)
+    uv = project(X.expand_as(X_back_0), K, _PROJ_EPS).clamp(0.0, clamp_px)
+    uv_est = project(X_back_0, K, _PROJ_EPS).clamp(0.0, clamp_px)
     dist = torch.sqrt(((uv - uv_est) ** 2).sum(-1) + _NORM_EPS)
     return dist.mean(-1)
 

@@ -65,4 +65,10 @@ class TestProject:
         with pytest.raises(ValueError, match="X"):
             project(torch.zeros(2, 5, 2), intrinsics(2))
         with pytest.raises(ValueError, match="K"):
-            project(torch.zeros(2, 5, 3), intrinsics(1))
+            project(torch.zeros(2, 5, 3), torch.zeros(2, 3, 4))
+
+    def test_broadcasts_leading_dims(self):
+        X = torch.rand(4, 2, 7, 3) + torch.tensor([0.0, 0.0, 1.0])
+        K = intrinsics(2).to(X.dtype)  # (2, 3, 3) against (4, 2, ...)
+        expected = torch.stack([project(X[i], K) for i in range(4)])
+        assert torch.equal(project(X, K), expected)
