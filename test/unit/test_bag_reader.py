@@ -11,6 +11,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from mickey_ros.bag_reader import MAX_EXAMPLES, BagError, BagReader, ReadIssues
 
+from .mcap_helpers import plain
+
 TS = get_typestore(Stores.ROS2_JAZZY)
 T_ = TS.types
 IMAGE = "sensor_msgs/msg/Image"
@@ -65,18 +67,6 @@ def write_bag(path: Path, storage: str, messages: list, garbage_at: int | None =
         if garbage_at is not None:
             writer.write(connections["/cam/image_raw"], garbage_at, b"\x00\x01\x00\x00garbage")
     return path
-
-
-def plain(msg):
-    """rosbags message -> dicts, lists and bytes (what mcap-ros2-support's encoder accepts)."""
-    if isinstance(msg, np.ndarray):
-        return msg.tobytes() if msg.dtype == np.uint8 else msg.tolist()
-    if isinstance(msg, list):
-        return [plain(x) for x in msg]
-    if hasattr(msg, "__dataclass_fields__"):
-        return {name: plain(getattr(msg, name)) for name in msg.__dataclass_fields__
-                if name != "__msgtype__"}
-    return msg
 
 
 def write_independent_mcap(path: Path, messages: list, chunk_size: int = 1024 * 1024) -> Path:

@@ -35,6 +35,8 @@ from mickey_ros.params import GateParams, NodeParams, OutputParams
 from mickey_ros.pose_estimate import PoseEstimate
 from mickey_ros.replay import ReplayConfig, main, replay
 
+from .mcap_helpers import plain
+
 START = 100 * 10**9
 FRAMES = 10
 REF_CODE = 250
@@ -181,18 +183,6 @@ def read_bag(path: Path) -> dict[str, list]:
         out["__types__"] = {c.topic: c.msgtype for c in r.connections}
         out["__qos__"] = {c.topic: c.ext.offered_qos_profiles for c in r.connections}
     return out
-
-
-def plain(msg):
-    """rosbags message -> dicts, lists and bytes (what mcap-ros2-support's encoder accepts)."""
-    if isinstance(msg, np.ndarray):
-        return msg.tobytes() if msg.dtype == np.uint8 else msg.tolist()
-    if isinstance(msg, list):
-        return [plain(x) for x in msg]
-    if hasattr(msg, "__dataclass_fields__"):
-        return {name: plain(getattr(msg, name)) for name in msg.__dataclass_fields__
-                if name != "__msgtype__"}
-    return msg
 
 
 def rewrite_with_mcap_ros2(src: Path, dst: Path) -> Path:
