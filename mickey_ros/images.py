@@ -51,6 +51,26 @@ def load_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
+def load_depth_png(path: str | Path, metres_per_unit: float = 0.001) -> np.ndarray:
+    """Read a single-channel 16-bit depth PNG as float32 metres (H, W); 0 stays 0 (unknown).
+
+    The common RGB-D convention is millimetres (``metres_per_unit=0.001``).
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"depth image {path} does not exist")
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
+        found = "undecodable" if raw is None else f"{raw.dtype} with shape {raw.shape}"
+        raise ImageError(
+            f"depth image {path} must be a single-channel 16-bit PNG, got {found}; "
+            "write depth as uint16 PNG (e.g. millimetres) next to the colour frame"
+        )
+    return raw.astype(np.float32) * np.float32(metres_per_unit)
+
+
 def scale_intrinsics(K: ArrayT, sx: float, sy: float) -> ArrayT:
     """Rescale (..., 3, 3) intrinsics for a resize by (sx, sy) = (W_new/W, H_new/H).
 

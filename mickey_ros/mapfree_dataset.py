@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mickey_ros.geometry.pose import pose_from_quat_wxyz
-from mickey_ros.images import load_rgb
+from mickey_ros.images import load_depth_png, load_rgb
 from mickey_ros.mapfree_files import (
     CameraIntrinsics,
     ParseReport,
@@ -179,6 +179,18 @@ class MapFreeScene:
     def load_rgb(self, frame: str) -> np.ndarray:
         """RGB uint8 (H, W, 3) image of ``frame``."""
         return load_rgb(self.image_path(frame))
+
+    def depth_path(self, frame: str, suffix: str) -> Path:
+        """The depth file of ``frame``: its image path with the extension replaced by ``suffix``.
+
+        ``seq0/frame_00000.jpg`` with ``.depth.png`` gives ``seq0/frame_00000.depth.png``.
+        """
+        image = self.image_path(frame)
+        return image.with_name(image.stem + suffix)
+
+    def load_depth(self, frame: str, suffix: str, metres_per_unit: float = 0.001) -> np.ndarray:
+        """Depth of ``frame`` in metres (H, W) from its 16-bit PNG ``<stem><suffix>``, 0 unknown."""
+        return load_depth_png(self.depth_path(frame, suffix), metres_per_unit)
 
     def overlap_pairs(
         self, min_overlap: float = 0.0, max_overlap: float = 1.0

@@ -35,7 +35,6 @@ from mickey_ros.geometry.metrics import rotation_error_deg, translation_error, v
 from mickey_ros.geometry.pose import rotation_angle
 from mickey_ros.geometry.ransac import solve_pose
 from mickey_ros.model.checkpoint import load_checkpoint, save_checkpoint
-from mickey_ros.synth.cameras import PairSamplingConfig
 from mickey_ros.synth.pairs import read_pair, write_pairs
 from mickey_ros.train.config import load_train_config
 from mickey_ros.train.data import make_sample
@@ -114,20 +113,21 @@ def _module_for(cfg, checkpoint: Path | None) -> MicKeyTrainingModule:
 
 
 def stage_render(run: Path, cfg, count: int) -> Path:
-    """Write ``count`` held-out pairs (seed 2000, the config's scene kind) unless they exist."""
+    """Write ``count`` held-out pairs (seed 2000, the config's pair sampling) unless they exist."""
     out = run / "heldout_pairs"
     if not (out / "pairs.json").exists():
-        config = PairSamplingConfig(scene=cfg.data.synthetic_scene)
         size_wh = (cfg.data.width, cfg.data.height)
-        write_pairs(out, count, size_wh, HELDOUT_SEED, config, previews=False)
+        write_pairs(out, count, size_wh, HELDOUT_SEED, cfg.data.synthetic_pairs, previews=False)
     return out
 
 
-def stage_evaluate(run: Path, cfg, every: int = 1) -> dict:
+def stage_evaluate(run: Path, cfg, every: int = 1, compare: tuple[Path, ...] = ()) -> dict:
     """Identity reference, the untrained model and the step checkpoints on the held-out pairs.
 
     Results are cached in ``heldout_metrics.json``: checkpoints already there are skipped, so this
     can run while training goes on. ``every`` keeps only steps that are multiples of it.
+    ``compare``: other checkpoints (e.g. an earlier demo model) scored on the same pairs, stored
+    as ``compare:<file name>``.
     """
     out = run / "heldout_metrics.json"
     results = json.loads(out.read_text()) if out.is_file() else {}
@@ -144,6 +144,8 @@ def stage_evaluate(run: Path, cfg, every: int = 1) -> dict:
             continue
         results[f"step_{step}"] = evaluate_module(_module_for(cfg, ckpt), batches)
         out.write_text(json.dumps(results, indent=1))
+    for ckpt in compare:
+        results[f"compare:{ckpt.name}"] = evaluate_module(_module_for(cfg, ckpt), batches)
     out.write_text(json.dumps(results, indent=1))
     return results
 
@@ -276,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--heldout", type=int, default=64, help="held-out pairs")
     parser.add_argument("--every", type=int, default=1, help="evaluate steps that are multiples")
-    parser.add_argument("--checkpoint", type=Path, help="checkpoint to export")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint to diagnose and export")
+    parser.add_argument("--compare", type=Path, nargs="*", default=[],
+                        help="evaluate: also score these checkpoints on the held-out pairs")
     parser.add_argument("--png", type=Path,
                         default=REPO / "docs" / "img" / "training_demo_curves.png")
     parser.add_argument("--out", type=Path,
@@ -289,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("train", "all"):
         train_main(replace(cfg, num_workers=1), None, args.run)
     if args.stage in ("evaluate", "all"):
-        print(json.dumps(stage_evaluate(args.run, cfg, args.every), indent=1))
+        print(json.dumps(stage_evaluate(args.run, cfg, args.every, tuple(args.compare)), indent=1))
     final = args.checkpoint or args.run / "checkpoints" / "last.ckpt"
     if args.stage in ("diagnose", "all"):
         print(json.dumps(stage_diagnose(args.run, cfg, final), indent=1))

@@ -6,6 +6,7 @@
                              [--no-previews]
     mickey-ros synth mapfree --out DIR --scenes N --frames-per-seq M [--split train|val]
                              [--size WxH] [--seed S] [--first-scene-id I]
+                             [--depth-suffix .depth.png]
     mickey-ros synth rosbag  --out BAG [--storage sqlite3|mcap] [--seconds T] [--rate HZ]
                              [--size WxH] [--compressed] [--scene room|courtyard] [--seed S]
 
@@ -85,6 +86,7 @@ def _run_mapfree(args: argparse.Namespace) -> int:
         args.size,
         args.seed,
         args.first_scene_id,
+        depth_suffix=args.depth_suffix,
     )
     print(f"wrote {args.scenes} {args.split} scenes in the Map-free layout to {out}")
     return 0
@@ -157,6 +159,9 @@ def _add_mapfree(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=parse_size, default=(540, 720), help="WxH (default 540x720)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--first-scene-id", type=int, default=0, help="number of the first sXXXXX")
+    p.add_argument("--depth-suffix", default="", metavar="SUFFIX",
+                   help="also write exact depth as 16-bit millimetre PNGs <frame stem>SUFFIX "
+                        "(e.g. .depth.png), for mickey-train's data.depth_suffix")
     p.set_defaults(synth_run=_run_mapfree)
 
 

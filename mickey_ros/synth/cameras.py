@@ -28,7 +28,7 @@ class PairSamplingConfig:
     overlap: tuple[float, float] = (0.3, 1.0)  # symmetric co-visibility, see overlap.pair_overlap
     focal_ratio: tuple[float, float] = (0.75, 0.9)  # fx / max(W, H): a phone's 60-70 deg diagonal
     camera_height_m: tuple[float, float] = (1.0, 1.8)  # hand-held / robot-mounted heights
-    pitch_deg: tuple[float, float] = (-20.0, 10.0)  # first view; negative looks down
+    pitch_deg: tuple[float, float] = (-20.0, 10.0)  # both views; negative looks down
     max_roll_deg: float = 5.0
     min_surface_fraction: float = 0.5  # per view, pixels that see geometry (not sky)
     min_depth_spread: float = 1.5  # per view, depth p90 / p10: rejects views of one blank wall
@@ -104,6 +104,16 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll_rad: float = 0.0) -> np.nd
 def camera_centre(T_cam_world: np.ndarray) -> np.ndarray:
     """(3,) world position of the camera."""
     return -T_cam_world[:3, :3].T @ T_cam_world[:3, 3]
+
+
+def pitch_deg(T_cam_world: np.ndarray) -> float:
+    """Elevation of the optical axis above the horizontal plane (z up), degrees.
+
+    >>> round(pitch_deg(look_at(np.zeros(3), np.array([1.0, 0.0, -1.0]))), 6)
+    -45.0
+    """
+    forward_z = float(np.clip(T_cam_world[2, 2], -1.0, 1.0))  # world z of the camera's +z axis
+    return float(np.degrees(np.arcsin(forward_z)))
 
 
 def rotation_deg(T: np.ndarray) -> float:

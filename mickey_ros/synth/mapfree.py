@@ -174,6 +174,7 @@ def _write_scene(
     rng: np.random.Generator,
     split: str,
     size_wh: tuple[int, int],
+    depth_suffix: str,
 ) -> None:
     import cv2
 
@@ -186,6 +187,10 @@ def _write_scene(
         for frame, (K, rgb, depth) in enumerate(_render_scan(renderer, rng, scan, size_wh, cfg)):
             name = frame_name(seq, frame)
             cv2.imwrite(str(scene_dir / name), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if depth_suffix:  # millimetres, 0 = sky; beyond 65.535 m saturates
+                depth_mm = np.clip(np.rint(depth * 1000.0), 0, 65535).astype(np.uint16)
+                depth_file = scene_dir / name
+                cv2.imwrite(str(depth_file.with_name(depth_file.stem + depth_suffix)), depth_mm)
             intrinsics[name] = CameraIntrinsics(K, *size_wh)
             is_ref = seq == 0 and frame == 0  # exactly the identity, by definition
             T_cam_ref = np.eye(4) if is_ref else relative_pose(plan.T_ref_world, scan[frame])
@@ -211,6 +216,7 @@ def write_mapfree_dataset(
     seed: int = 0,
     first_scene_id: int = 0,
     progress: bool = True,
+    depth_suffix: str = "",
 ) -> Path:
     """Render ``num_scenes`` scenes into ``out_dir/<split>/sXXXXX`` and return ``out_dir/<split>``.
 
@@ -223,6 +229,9 @@ def write_mapfree_dataset(
         seed: scene ``i`` is ``plan_mapfree_scene(seed, first_scene_id + i, ...)``.
         first_scene_id: id of the first scene folder (``s00000`` by default).
         progress: show a tqdm bar.
+        depth_suffix: also write each frame's exact depth as a 16-bit millimetre PNG
+            ``<frame stem><depth_suffix>`` (e.g. ``.depth.png``; "" = none), which
+            ``mickey-train`` reads with ``data.depth_suffix``.
 
     Raises:
         ValueError: bad split or counts. FileExistsError: a scene folder already exists.
@@ -253,7 +262,9 @@ def write_mapfree_dataset(
         ):
             plan = plan_mapfree_scene(seed, scene_id, split, frames_per_seq)
             rng = np.random.default_rng([seed, scene_id, 1])  # photometry: intrinsics, exposure
-            _write_scene(split_dir / f"s{scene_id:05d}", renderer, plan, rng, split, size_wh)
+            _write_scene(
+                split_dir / f"s{scene_id:05d}", renderer, plan, rng, split, size_wh, depth_suffix
+            )
     finally:
         renderer.release()
     return split_dir

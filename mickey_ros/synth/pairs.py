@@ -21,6 +21,7 @@ from mickey_ros.synth.cameras import (
     DEFAULT_PAIR_CONFIG,
     PairSamplingConfig,
     camera_centre,
+    pitch_deg,
     rotation_deg,
     sample_first_camera,
     sample_intrinsics,
@@ -207,7 +208,11 @@ class PairRenderer:
         T_1_0 = relative_pose(T0, T1)
         baseline = float(np.linalg.norm(camera_centre(T1) - camera_centre(T0)))
         angle = rotation_deg(T_1_0)
-        if not (within(baseline, cfg.baseline_m) and within(angle, cfg.rotation_deg)):
+        if not (
+            within(baseline, cfg.baseline_m)
+            and within(angle, cfg.rotation_deg)
+            and within(pitch_deg(T1), cfg.pitch_deg)
+        ):
             return None
         K1 = sample_intrinsics(rng, self.size_wh, cfg.focal_ratio)
         _, low1 = self.renderer.render(T1, self._low_res(K1), self._low_wh, with_rgb=False)
@@ -229,7 +234,12 @@ class PairRenderer:
         overlap = pair_overlap(depth0, K0, depth1, K1, T_1_0, stride=stride)
         if not within(overlap, cfg.overlap):
             return None
-        info = {"baseline_m": baseline, "rotation_deg": angle}
+        info = {
+            "baseline_m": baseline,
+            "rotation_deg": angle,
+            "pitch_deg": [pitch_deg(T0), pitch_deg(T1)],
+            "camera_height_m": [float(camera_centre(T)[2]) for T in (T0, T1)],
+        }
         return SyntheticPair(rgb0, rgb1, K0, K1, T_1_0, depth0, depth1, overlap, info)
 
 

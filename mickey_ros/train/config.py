@@ -8,10 +8,12 @@ the official code does not have (supervised warm-up terms, the synthetic data so
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mickey_ros.config_utils import ConfigError, config_from_yaml
+from mickey_ros.synth.cameras import PairSamplingConfig
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class OptimConfig:
     """Adam and gradient handling (reference 8.2)."""
 
     lr: float = 1e-4  # official TRAINING.LR
+    lr_schedule: str = "constant"  # official: constant; ours: "cosine" (needs max_steps > 0)
+    warmup_steps: int = 0  # ours: linear ramp from 0 to lr over the first steps
+    min_lr: float = 0.0  # ours: where the cosine ends at max_steps
     adam_eps: float = 1e-6  # official optimiser eps
     grad_clip_norm: float = 5.0  # official: manual clip of the global L2 norm
 
@@ -91,9 +96,14 @@ class DataConfig:
     train_split: str = "train"  # ours: Map-free split folder used for training
     val_split: str = "val"  # ours: Map-free split folder used for validation
     val_query_step: int = 5  # official: every 5th query frame in validation
+    # ours: RGB-D data in the Map-free layout: load <frame stem><depth_suffix> (16-bit PNG) as
+    # ground-truth depth for the supervision terms; "" = no depth (the official data loader)
+    depth_suffix: str = ""
+    depth_metres_per_unit: float = 0.001  # ours: millimetre PNGs
     synthetic_train_pairs: int = 2000  # ours: pairs per epoch of the synthetic source
     synthetic_val_pairs: int = 64  # ours: held-out synthetic pairs
-    synthetic_scene: str = "mixed"  # ours: "room", "courtyard" or "mixed" (PairSamplingConfig)
+    # ours: scene kind, camera heights, pitch, roll, intrinsics, baselines... of rendered pairs
+    synthetic_pairs: PairSamplingConfig = field(default_factory=PairSamplingConfig)
     synthetic_train_seed: int = 0  # ours
     synthetic_val_seed: int = 1000  # ours: a different seed, so validation scenes are unseen
 
@@ -146,6 +156,37 @@ class TrainConfig:
             )
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        schedules = ("constant", "cosine")
+        if self.optim.lr_schedule not in schedules:
+            raise ConfigError(
+                f"optim.lr_schedule must be one of {schedules}, got {self.optim.lr_schedule!r}"
+            )
+        if self.optim.lr_schedule == "cosine" and self.max_steps <= 0:
+            raise ConfigError("optim.lr_schedule 'cosine' decays to max_steps: set max_steps > 0")
+        if self.optim.warmup_steps < 0 or not 0.0 <= self.optim.min_lr <= self.optim.lr:
+            raise ConfigError(
+                f"optim.warmup_steps must be >= 0 and 0 <= optim.min_lr <= optim.lr, got "
+                f"{self.optim.warmup_steps} and {self.optim.min_lr}"
+            )
+
+    def learning_rate(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based): warm-up ramp, then the schedule.
+
+        A pure function of the step, so a resumed run continues the same curve.
+
+        >>> cfg = TrainConfig(max_steps=100, optim=OptimConfig(
+        ...     lr=1.0, lr_schedule="cosine", warmup_steps=10, min_lr=0.0))
+        >>> [round(cfg.learning_rate(s), 3) for s in (0, 9, 10, 55, 100)]
+        [0.1, 1.0, 1.0, 0.5, 0.0]
+        """
+        o = self.optim
+        if step < o.warmup_steps:
+            return o.lr * (step + 1) / o.warmup_steps
+        if o.lr_schedule == "constant":
+            return o.lr
+        span = max(self.max_steps - o.warmup_steps, 1)
+        progress = min((step - o.warmup_steps) / span, 1.0)
+        return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

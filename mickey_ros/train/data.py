@@ -71,6 +71,7 @@ class MapFreePairs(Dataset):
         if pairs not in ("overlap", "reference"):
             raise ValueError(f"pairs must be 'overlap' or 'reference', got {pairs!r}")
         self.size_wh = (config.width, config.height)
+        self.depth_suffix, self.depth_scale = config.depth_suffix, config.depth_metres_per_unit
         self.scenes = list_scenes(data_root, split)
         if not self.scenes:
             raise FileNotFoundError(f"no scenes in {Path(data_root) / split}")
@@ -99,6 +100,11 @@ class MapFreePairs(Dataset):
         s, frame0, frame1 = self.items[index]
         scene = self.scenes[s]
         T_1_0 = scene.T_query_ref(frame0, frame1)
+        depths = (None, None)
+        if self.depth_suffix:
+            depths = tuple(
+                scene.load_depth(f, self.depth_suffix, self.depth_scale) for f in (frame0, frame1)
+            )
         return make_sample(
             scene.load_rgb(frame0),
             scene.load_rgb(frame1),
@@ -106,6 +112,7 @@ class MapFreePairs(Dataset):
             scene.K(frame1),
             T_1_0,
             self.size_wh,
+            *depths,
         )
 
 
@@ -148,7 +155,7 @@ class SyntheticPairs(Dataset):
         self, config: DataConfig, seed: int, count: int, pairs_dir: str | Path | None = None
     ) -> None:
         self.size_wh = (config.width, config.height)
-        self.seed, self.count, self.scene = seed, count, config.synthetic_scene
+        self.seed, self.count, self.pair_config = seed, count, config.synthetic_pairs
         self.files: list[Path] | None = None
         if pairs_dir is not None:
             self.files = sorted(Path(pairs_dir).glob("*.npz"))
@@ -162,12 +169,10 @@ class SyntheticPairs(Dataset):
         return len(self.files) if self.files is not None else self.count
 
     def _render(self, index: int):
-        from mickey_ros.synth.cameras import PairSamplingConfig
         from mickey_ros.synth.pairs import PairRenderer
 
         if self._renderer is None:
-            config = PairSamplingConfig(scene=self.scene)
-            self._renderer = PairRenderer(self.size_wh, self.seed, config)
+            self._renderer = PairRenderer(self.size_wh, self.seed, self.pair_config)
         return self._renderer.render_pair(index)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:

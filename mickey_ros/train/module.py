@@ -110,7 +110,10 @@ class MicKeyTrainingModule(L.LightningModule):
         return self._net[0]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam over the trainable parameters (official: lr 1e-4, eps 1e-6, no schedule)."""
+        """Adam over the trainable parameters (official: lr 1e-4, eps 1e-6, no schedule).
+
+        ``training_step`` sets the learning rate of every step from ``TrainConfig.learning_rate``.
+        """
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=self.config.optim.lr, eps=self.config.optim.adam_eps)
 
@@ -221,6 +224,9 @@ class MicKeyTrainingModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """Forward, objective, backward; clip to norm 5 and step unless a gradient is not finite."""
         opt = self.optimizers()
+        lr = self.config.learning_rate(self.global_step)
+        for group in opt.param_groups:
+            group["lr"] = lr
         total, logs = self.compute_losses(batch, self.global_step)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -239,6 +245,7 @@ class MicKeyTrainingModule(L.LightningModule):
         logs["pairs_s"] = B / max(step_s, 1e-9)
         logs["train/loss"] = total.detach()
         logs["train/skipped_steps"] = float(self.skipped_steps)
+        logs["train/lr"] = lr
         self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=B)
         self.log("pairs_s", logs.pop("pairs_s"), prog_bar=True, batch_size=B)
         self.log_dict({k: float(v) for k, v in logs.items()}, batch_size=B)

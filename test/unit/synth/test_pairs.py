@@ -115,6 +115,17 @@ class TestPairRenderer:
         assert 1.0 <= np.linalg.norm(pair.T_1_0[:3, 3]) <= 6.0
         assert 0.1 <= pair.overlap <= 0.6 and pair.info["scene"] == "courtyard"
 
+    def test_robot_camera_profile_bounds_both_views(self, egl):
+        # a level robot camera: fixed height band, a few degrees down, no roll, in both views
+        cfg = PairSamplingConfig(scene="room", camera_height_m=(0.9, 1.0), pitch_deg=(-12.0, -4.0),
+                                 max_roll_deg=0.0)
+        with PairRenderer(SMALL_WH, seed=3, config=cfg) as robot:
+            pairs = [robot.render_pair(i) for i in range(3)]
+        for pair in pairs:
+            assert all(-12.0 <= p <= -4.0 for p in pair.info["pitch_deg"]), pair.info
+            heights = pair.info["camera_height_m"]
+            assert all(0.9 - 1e-9 <= z <= 1.0 + 1e-9 for z in heights), pair.info
+
     def test_exceptions(self, egl):
         with pytest.raises(ValueError, match="size_wh"):
             PairRenderer((16, 16))

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from mickey_ros.config_utils import ConfigError
-from mickey_ros.train.config import TrainConfig, load_train_config
+from mickey_ros.train.config import OptimConfig, TrainConfig, load_train_config
 
 CONFIGS = Path(__file__).resolve().parents[3] / "config" / "train"
 
@@ -39,3 +39,34 @@ class TestLoadTrainConfig:
         path.write_text("data:\n  source: kitti\n")
         with pytest.raises(ConfigError, match="data.source"):
             load_train_config(path)
+
+
+class TestLearningRate:
+    def cosine(self, **optim) -> TrainConfig:
+        values = dict(lr=1e-3, lr_schedule="cosine", warmup_steps=10, min_lr=1e-5)
+        return TrainConfig(max_steps=110, optim=OptimConfig(**{**values, **optim}))
+
+    def test_constant_is_the_official_flat_rate(self):
+        cfg = TrainConfig()
+        assert {cfg.learning_rate(s) for s in (0, 1, 10_000)} == {1e-4}
+
+    def test_warmup_ramps_linearly_to_lr(self):
+        cfg = self.cosine()
+        assert [cfg.learning_rate(s) for s in (0, 4, 9)] == pytest.approx([1e-4, 5e-4, 1e-3])
+
+    def test_cosine_halfway_and_end(self):
+        cfg = self.cosine()
+        assert cfg.learning_rate(10) == pytest.approx(1e-3)
+        assert cfg.learning_rate(60) == pytest.approx((1e-3 + 1e-5) / 2)
+        assert cfg.learning_rate(110) == pytest.approx(1e-5)
+        assert cfg.learning_rate(500) == pytest.approx(1e-5)  # past max_steps: stays at min_lr
+        rates = [cfg.learning_rate(s) for s in range(10, 111)]
+        assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+    def test_bad_schedules_name_the_fix(self):
+        with pytest.raises(ConfigError, match="set max_steps > 0"):
+            TrainConfig(optim=OptimConfig(lr_schedule="cosine"))
+        with pytest.raises(ConfigError, match="one of"):
+            TrainConfig(optim=OptimConfig(lr_schedule="step"))
+        with pytest.raises(ConfigError, match="min_lr"):
+            self.cosine(min_lr=1.0)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from mickey_ros.synth.cameras import PairSamplingConfig
 from mickey_ros.train.config import DataConfig
 from mickey_ros.train.data import (
     MapFreePairs,
@@ -72,7 +73,8 @@ def mapfree_root(tmp_path_factory):
     from mickey_ros.synth.mapfree import write_mapfree_dataset
 
     root = tmp_path_factory.mktemp("mapfree")
-    _render_or_skip(write_mapfree_dataset, root, 1, 3, "train", (112, 84), 0, progress=False)
+    _render_or_skip(write_mapfree_dataset, root, 1, 3, "train", (112, 84), 0, progress=False,
+                    depth_suffix=".depth.png")
     _render_or_skip(write_mapfree_dataset, root, 1, 6, "val", (112, 84), 1, progress=False)
     return root
 
@@ -92,6 +94,33 @@ class TestMapFreePairs:
         sample = val[1]
         assert sample["image1"].shape == (3, 84, 112)
         assert torch.allclose(sample["T_1_0"][3], torch.tensor([0.0, 0.0, 0.0, 1.0]))
+
+    def test_depth_suffix_loads_rgbd_depth_for_the_warm_up(self, mapfree_root):
+        from mickey_ros.geometry.camera import backproject, project
+
+        cfg = DataConfig(width=112, height=84, depth_suffix=".depth.png")
+        pairs = MapFreePairs(mapfree_root, "train", cfg, "overlap")
+        sample = pairs[0]
+        d0, d1 = sample["depth0"], sample["depth1"]
+        assert d0.shape == d1.shape == (84, 112) and d0.dtype == torch.float32
+        # millimetre PNGs: the depth moves through the GT pose into the other view's depth
+        v, u = torch.meshgrid(torch.arange(0, 84, 4.0), torch.arange(0, 112, 4.0), indexing="ij")
+        uv = torch.stack([u, v], -1).reshape(-1, 2)
+        z0 = d0[uv[:, 1].long(), uv[:, 0].long()]
+        X0 = backproject(uv[None], z0[None], sample["K0"][None])[0]
+        X1 = X0 @ sample["T_1_0"][:3, :3].T + sample["T_1_0"][:3, 3]
+        uv1 = project(X1, sample["K1"]).round().long()
+        inside = (z0 > 0) & (uv1[:, 0] >= 0) & (uv1[:, 0] < 112) & (uv1[:, 1] >= 0)
+        inside &= (uv1[:, 1] < 84) & (X1[:, 2] > 0)
+        z1 = d1[uv1[inside, 1], uv1[inside, 0]]
+        agree = ((z1 - X1[inside, 2]).abs() < 0.02 * z1).float().mean()
+        assert inside.sum() > 50 and agree > 0.8
+        assert "depth0" not in MapFreePairs(mapfree_root, "train", DataConfig(), "overlap")[0]
+
+    def test_missing_depth_file_names_it(self, mapfree_root):
+        cfg = DataConfig(width=112, height=84, depth_suffix=".zed.png")
+        with pytest.raises(FileNotFoundError, match=r"frame_00000\.zed\.png"):
+            MapFreePairs(mapfree_root, "train", cfg, "overlap")[0]
 
     def test_empty_filter_names_the_fix(self, mapfree_root):
         with pytest.raises(ValueError, match="min_overlap"):
@@ -127,9 +156,10 @@ class TestBuildDatasets:
 
     def test_synthetic_scene_kind_reaches_the_renderer(self):
         pytest.importorskip("moderngl")
+        pairs = PairSamplingConfig(scene="room", pitch_deg=(-15.0, 0.0))
         train, _, _ = build_datasets(DataConfig(source="synthetic", width=96, height=72,
-                                                synthetic_scene="room"), None)
-        assert train.scene == "room"
+                                                synthetic_pairs=pairs), None)
+        assert train.pair_config is pairs
         try:
             kinds = {train._render(i).info["scene"] for i in range(2)}
         except RuntimeError as err:  # EGLUnavailableError is a RuntimeError

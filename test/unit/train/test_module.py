@@ -7,7 +7,12 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from mickey_ros.model.checkpoint import load_checkpoint
-from mickey_ros.train.config import CurriculumConfig, SupervisionConfig, ValidationConfig
+from mickey_ros.train.config import (
+    CurriculumConfig,
+    OptimConfig,
+    SupervisionConfig,
+    ValidationConfig,
+)
 from mickey_ros.train.module import MicKeyTrainingModule, validation_metrics
 
 HEADS = ("det_head", "det_offset", "depth_head", "dsc_head")
@@ -91,12 +96,14 @@ class _FixedBatches(Dataset):
 class _RecordLoss(Callback):
     def __init__(self) -> None:
         self.losses: dict[int, float] = {}
+        self.rates: dict[int, float] = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.losses[trainer.global_step] = float(outputs["loss"])
+        self.rates[trainer.global_step - 1] = trainer.optimizers[0].param_groups[0]["lr"]
 
 
-def _fit(tmp_path, fixtures, max_steps: int, resume=None) -> _RecordLoss:
+def _fit(tmp_path, fixtures, max_steps: int, resume=None, config=None) -> _RecordLoss:
     make_pair_dict, tiny_config = fixtures
     torch.manual_seed(0)
     record = _RecordLoss()
@@ -106,7 +113,7 @@ def _fit(tmp_path, fixtures, max_steps: int, resume=None) -> _RecordLoss:
                         enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, callbacks=[record, ckpt])
     loader = DataLoader(_FixedBatches(make_pair_dict), batch_size=2, shuffle=False)
-    trainer.fit(MicKeyTrainingModule(tiny_config()), loader, ckpt_path=resume)
+    trainer.fit(MicKeyTrainingModule(tiny_config(**(config or {}))), loader, ckpt_path=resume)
     return record
 
 
@@ -118,6 +125,20 @@ class TestResume:
                        resume=tmp_path / "a" / "step-step=2.ckpt")
         assert set(resumed.losses) == {3}
         assert resumed.losses[3] == straight.losses[3]
+
+    def test_resume_continues_the_learning_rate_schedule(
+        self, tmp_path, make_pair_dict, tiny_config
+    ):
+        fixtures = (make_pair_dict, tiny_config)
+        optim = OptimConfig(lr=1e-3, lr_schedule="cosine", warmup_steps=1, min_lr=0.0)
+        overrides = dict(max_steps=4, optim=optim)
+        cfg = tiny_config(**overrides)
+        straight = _fit(tmp_path / "a", fixtures, max_steps=4, config=overrides)
+        resumed = _fit(tmp_path / "b", fixtures, max_steps=4, config=overrides,
+                       resume=tmp_path / "a" / "step-step=2.ckpt")
+        expected = {s: cfg.learning_rate(s) for s in range(4)}
+        assert straight.rates == pytest.approx(expected)
+        assert resumed.rates == pytest.approx({s: expected[s] for s in (2, 3)})
 
 
 class TestCheckpoint:
