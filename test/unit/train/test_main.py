@@ -1,6 +1,7 @@
 from dataclasses import replace
 
 import pytest
+import torch
 
 from mickey_ros.model.checkpoint import load_checkpoint
 from mickey_ros.train.config import DataConfig
@@ -52,6 +53,28 @@ class TestMain:
         assert list((tmp_path / "logs").glob("version_0/metrics.csv"))
         _, config = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
         assert config.name == "mickey_tiny"
+
+
+    def test_last_checkpoint_holds_the_final_step(self, tmp_path, tiny_config):
+        pytest.importorskip("moderngl")
+        from mickey_ros.synth.render import EGLUnavailableError
+
+        cfg = tiny_config(
+            max_steps=3,  # not a multiple of checkpoint_every_n_steps
+            checkpoint_every_n_steps=2,
+            data=DataConfig(source="synthetic", width=168, height=168, synthetic_train_pairs=6,
+                            synthetic_val_pairs=2),
+        )
+        try:
+            main(cfg, None, tmp_path)
+        except EGLUnavailableError as err:
+            pytest.skip(f"no headless OpenGL: {err}")
+        ckpts = tmp_path / "checkpoints"
+        assert sorted(p.name for p in ckpts.glob("step-*")) == [
+            "step-0000002.ckpt", "step-0000003.ckpt"]
+        for name in ("last.ckpt", "step-0000003.ckpt"):
+            assert torch.load(ckpts / name, map_location="cpu", weights_only=False)[
+                "global_step"] == 3
 
 
 class TestBuildModel:
