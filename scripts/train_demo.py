@@ -196,12 +196,30 @@ def stage_plot(run: Path, out_png: Path) -> None:
     fig.savefig(out_png, dpi=90)
 
 
-@torch.no_grad()
-def diagnose_batch(module: MicKeyTrainingModule, batch, generator) -> torch.Tensor:
-    """(B, 5) rows: P mass on GT cells, match accuracy, depth log error, pose with GT depth.
+def log_depth_ratio_split(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Tensor:
+    """(B, 2) per image: scale offset and residual of the log depth error.
 
-    The last two columns are the rotation (deg) and translation (m) errors when the solver gets
-    the network's P but *ground-truth* depth, i.e. what the matching alone achieves.
+    The offset is the median ``log z - log z_gt``; the residual the median
+    ``|log z - log z_gt - offset|`` (the error left once the image's scale is corrected), both
+    over the keypoints with a known GT depth.
+    """
+    rows = []
+    for pred, gt in zip(z_pred, z_gt):
+        ratio = torch.log(pred[gt > 0].clamp(min=0.05)) - torch.log(gt[gt > 0])
+        offset = ratio.median()
+        rows.append(torch.stack([offset, (ratio - offset).abs().median()]))
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def diagnose_batch(module: MicKeyTrainingModule, batch, generator,
+                   mean_log_depth: torch.Tensor) -> torch.Tensor:
+    """(B, 7) rows: matching quality, depth errors and the pose with ground-truth depth.
+
+    Columns: P mass on GT cells, match accuracy, depth log error, R and t errors with GT depth,
+    the depth residual after a per-image scale (``log_depth_ratio_split``), and that residual for
+    the image-independent depth map ``exp(mean_log_depth)`` (H, W). The pose columns give the
+    network's P *ground-truth* depth: what the matching alone achieves.
     """
     out = module.forward_pair(batch)
     f0, f1 = out["f0"], out["f1"]
@@ -215,26 +233,34 @@ def diagnose_batch(module: MicKeyTrainingModule, batch, generator) -> torch.Tens
     z1 = sample_depth_at(batch["depth1"], f1.kpts)
     log_err = torch.stack([depth_supervision(f0.depth[b : b + 1], z0[b : b + 1])
                            for b in range(len(z0))])
+    residual = log_depth_ratio_split(f0.depth, z0)[:, 1]
+    mean_map = sample_depth_at(mean_log_depth.exp().expand_as(batch["depth0"]), f0.kpts)
+    mean_map_residual = log_depth_ratio_split(mean_map, z0)[:, 1]
     X0, X1 = backproject(f0.kpts, z0, batch["K0"]), backproject(f1.kpts, z1, batch["K1"])
     sol = solve_pose(out["P"], X0, X1, module.solver_config, generator)
     R_gt, t_gt = batch["T_1_0"][:, :3, :3], batch["T_1_0"][:, :3, 3]
     r_err = rotation_error_deg(sol.R, R_gt)
     t_err = translation_error(sol.R, sol.t, R_gt, t_gt)
-    return torch.stack([mass, accuracy, log_err, r_err, t_err], dim=-1)
+    return torch.stack([mass, accuracy, log_err, r_err, t_err, residual, mean_map_residual], -1)
 
 
 def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
     """Matching vs depth: which one limits the pose of the untrained and the trained model."""
     batches = heldout_batches(run / "heldout_pairs", (cfg.data.width, cfg.data.height),
                               with_depth=True)
+    # the best image-independent depth map: per-pixel median of the held-out log depths
+    depths = torch.cat([torch.cat([b["depth0"], b["depth1"]]) for b in batches])
+    log_depths = torch.where(depths > 0, depths.clamp(min=1e-3).log(), torch.nan)
+    mean_log_depth = log_depths.nanmedian(0).values.nan_to_num(0.0)
     results = {}
     for name, ckpt in (("untrained", None), (checkpoint.stem, checkpoint)):
         module = _module_for(cfg, ckpt).eval()
-        rows = torch.cat([diagnose_batch(module, b, torch.Generator().manual_seed(i))
-                          for i, b in enumerate(batches)])
+        rows = torch.cat([diagnose_batch(module, b, torch.Generator().manual_seed(i),
+                                         mean_log_depth) for i, b in enumerate(batches)])
         keys = ("P_mass_on_gt", "argmax_match_accuracy", "depth_log_error",
-                "R_err_deg_with_gt_depth", "t_err_m_with_gt_depth")
-        results[name] = {k: float(v) for k, v in zip(keys, rows.median(0).values)}
+                "R_err_deg_with_gt_depth", "t_err_m_with_gt_depth",
+                "depth_residual_after_scale", "image_independent_map_residual_after_scale")
+        results[name] = {k: float(v) for k, v in zip(keys, rows.nanmedian(0).values)}
     (run / "diagnosis.json").write_text(json.dumps(results, indent=1))
     return results
 
