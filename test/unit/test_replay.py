@@ -286,6 +286,18 @@ class TestMain:
         assert "  /tf_static (tf2_msgs/msg/TFMessage, 1 msgs)" in text
         assert not (tmp_path / "o").exists()
 
+    def test_wrong_topic_is_reported_before_the_network_loads(
+        self, tmp_path, scene_bag, monkeypatch
+    ):
+        import mickey_ros.replay as replay_module
+
+        def never(*args, **kwargs):
+            raise AssertionError("the network was built before the topics were checked")
+
+        monkeypatch.setattr(replay_module, "build_estimator", never)
+        with pytest.raises(BagError, match="is not in the bag"):
+            main(_cfg(camera_topic="/cam/image"), scene_bag, tmp_path / "o")
+
 
 class TestIndependentMcap:
     def test_input_written_by_mcap_ros2(self, tmp_path, scene_bag):
