@@ -51,11 +51,29 @@ def load_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
-def load_depth_png(path: str | Path, metres_per_unit: float = 0.001) -> np.ndarray:
-    """Read a single-channel 16-bit depth PNG as float32 metres (H, W); 0 stays 0 (unknown).
+DEPTH_PNG_METRES_PER_UNIT = 0.001  # the common RGB-D convention: millimetres
 
-    The common RGB-D convention is millimetres (``metres_per_unit=0.001``).
+
+def save_depth_png(
+    path: str | Path, depth_m: np.ndarray, metres_per_unit: float = DEPTH_PNG_METRES_PER_UNIT
+) -> Path:
+    """Write depth in metres (H, W) as a 16-bit PNG that ``load_depth_png`` reads back.
+
+    0 (or NaN) means unknown; values round to the nearest unit (half a unit of error) and saturate
+    at 65535 units (65.535 m in millimetres).
     """
+    import cv2
+
+    units = np.rint(np.nan_to_num(np.asarray(depth_m, np.float64), nan=0.0) / metres_per_unit)
+    path = Path(path)
+    cv2.imwrite(str(path), np.clip(units, 0, 65535).astype(np.uint16))
+    return path
+
+
+def load_depth_png(
+    path: str | Path, metres_per_unit: float = DEPTH_PNG_METRES_PER_UNIT
+) -> np.ndarray:
+    """Read a single-channel 16-bit depth PNG as float32 metres (H, W); 0 stays 0 (unknown)."""
     import cv2
 
     path = Path(path)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
 from mickey_ros.geometry.pose import pose_from_quat_wxyz
-from mickey_ros.images import load_depth_png, load_rgb
+from mickey_ros.images import DEPTH_PNG_METRES_PER_UNIT, load_depth_png, load_rgb
 from mickey_ros.mapfree_files import (
     CameraIntrinsics,
     ParseReport,
@@ -50,6 +50,16 @@ def frame_number(name: str) -> int:
 def frame_name(seq: int, frame: int) -> str:
     """``frame_name(1, 7) == 'seq1/frame_00007.jpg'``."""
     return f"seq{seq}/frame_{frame:05d}.jpg"
+
+
+def depth_name(frame: str, suffix: str) -> str:
+    """The depth file next to a frame: its extension replaced by ``suffix``.
+
+    >>> depth_name("seq0/frame_00000.jpg", ".depth.png")
+    'seq0/frame_00000.depth.png'
+    """
+    path = PurePosixPath(frame)
+    return str(path.with_name(path.stem + suffix))
 
 
 @dataclass(frozen=True)
@@ -180,17 +190,11 @@ class MapFreeScene:
         """RGB uint8 (H, W, 3) image of ``frame``."""
         return load_rgb(self.image_path(frame))
 
-    def depth_path(self, frame: str, suffix: str) -> Path:
-        """The depth file of ``frame``: its image path with the extension replaced by ``suffix``.
-
-        ``seq0/frame_00000.jpg`` with ``.depth.png`` gives ``seq0/frame_00000.depth.png``.
-        """
-        image = self.image_path(frame)
-        return image.with_name(image.stem + suffix)
-
-    def load_depth(self, frame: str, suffix: str, metres_per_unit: float = 0.001) -> np.ndarray:
-        """Depth of ``frame`` in metres (H, W) from its 16-bit PNG ``<stem><suffix>``, 0 unknown."""
-        return load_depth_png(self.depth_path(frame, suffix), metres_per_unit)
+    def load_depth(
+        self, frame: str, suffix: str, metres_per_unit: float = DEPTH_PNG_METRES_PER_UNIT
+    ) -> np.ndarray:
+        """Depth of ``frame`` in metres (H, W) from its 16-bit PNG ``depth_name(frame, suffix)``."""
+        return load_depth_png(self.root / depth_name(frame, suffix), metres_per_unit)
 
     def overlap_pairs(
         self, min_overlap: float = 0.0, max_overlap: float = 1.0

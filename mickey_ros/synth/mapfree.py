@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from mickey_ros.geometry.pose import relative_pose
-from mickey_ros.mapfree_dataset import frame_name
+from mickey_ros.images import save_depth_png
+from mickey_ros.mapfree_dataset import depth_name, frame_name
 from mickey_ros.mapfree_files import CameraIntrinsics, PoseEntry, write_intrinsics, write_poses
 from mickey_ros.synth.cameras import PairSamplingConfig, look_at, sample_intrinsics
 from mickey_ros.synth.overlap import overlap_matrix, stride_for, subsample_depth
@@ -187,10 +188,8 @@ def _write_scene(
         for frame, (K, rgb, depth) in enumerate(_render_scan(renderer, rng, scan, size_wh, cfg)):
             name = frame_name(seq, frame)
             cv2.imwrite(str(scene_dir / name), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-            if depth_suffix:  # millimetres, 0 = sky; beyond 65.535 m saturates
-                depth_mm = np.clip(np.rint(depth * 1000.0), 0, 65535).astype(np.uint16)
-                depth_file = scene_dir / name
-                cv2.imwrite(str(depth_file.with_name(depth_file.stem + depth_suffix)), depth_mm)
+            if depth_suffix:  # millimetres, 0 = sky
+                save_depth_png(scene_dir / depth_name(name, depth_suffix), depth)
             intrinsics[name] = CameraIntrinsics(K, *size_wh)
             is_ref = seq == 0 and frame == 0  # exactly the identity, by definition
             T_cam_ref = np.eye(4) if is_ref else relative_pose(plan.T_ref_world, scan[frame])

@@ -206,12 +206,14 @@ class PairRenderer:
         if T1 is None:
             return None
         T_1_0 = relative_pose(T0, T1)
-        baseline = float(np.linalg.norm(camera_centre(T1) - camera_centre(T0)))
+        centres = (camera_centre(T0), camera_centre(T1))
+        baseline = float(np.linalg.norm(centres[1] - centres[0]))
         angle = rotation_deg(T_1_0)
+        pitches = [pitch_deg(T0), pitch_deg(T1)]
         if not (
             within(baseline, cfg.baseline_m)
             and within(angle, cfg.rotation_deg)
-            and within(pitch_deg(T1), cfg.pitch_deg)
+            and within(pitches[1], cfg.pitch_deg)
         ):
             return None
         K1 = sample_intrinsics(rng, self.size_wh, cfg.focal_ratio)
@@ -237,8 +239,8 @@ class PairRenderer:
         info = {
             "baseline_m": baseline,
             "rotation_deg": angle,
-            "pitch_deg": [pitch_deg(T0), pitch_deg(T1)],
-            "camera_height_m": [float(camera_centre(T)[2]) for T in (T0, T1)],
+            "pitch_deg": pitches,
+            "camera_height_m": [float(c[2]) for c in centres],
         }
         return SyntheticPair(rgb0, rgb1, K0, K1, T_1_0, depth0, depth1, overlap, info)
 

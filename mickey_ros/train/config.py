@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mickey_ros.config_utils import ConfigError, config_from_yaml
+from mickey_ros.images import DEPTH_PNG_METRES_PER_UNIT
 from mickey_ros.synth.cameras import PairSamplingConfig
 
 
@@ -99,7 +100,7 @@ class DataConfig:
     # ours: RGB-D data in the Map-free layout: load <frame stem><depth_suffix> (16-bit PNG) as
     # ground-truth depth for the supervision terms; "" = no depth (the official data loader)
     depth_suffix: str = ""
-    depth_metres_per_unit: float = 0.001  # ours: millimetre PNGs
+    depth_metres_per_unit: float = DEPTH_PNG_METRES_PER_UNIT  # ours: millimetre PNGs
     synthetic_train_pairs: int = 2000  # ours: pairs per epoch of the synthetic source
     synthetic_val_pairs: int = 64  # ours: held-out synthetic pairs
     # ours: scene kind, camera heights, pitch, roll, intrinsics, baselines... of rendered pairs

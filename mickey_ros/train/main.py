@@ -149,7 +149,7 @@ def main(
     )
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
     # Lightning saves only every N steps: without this, a max_steps between two periodic saves
-    # (or an interrupted run) would leave last.ckpt up to N - 1 steps behind the final weights
+    # would leave last.ckpt up to N - 1 steps behind the final weights
     final = out_dir / "checkpoints" / f"step-{trainer.global_step:07d}.ckpt"
     if not final.exists():
         trainer.save_checkpoint(final)
