@@ -7,7 +7,8 @@ Example::
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info \
         tf_mode:=map_to_odom namespace:=front
 
-Arguments and their mapping to parameters and remappings live in ``mickey_ros.params``
+Arguments and their mapping to parameters and remappings live in
+``mickey_ros.relocalization.params``
 (``LAUNCH_ARGUMENTS``), where unit tests check them without ROS; this file stays thin. Empty
 arguments keep the params file's values.
 """
@@ -20,7 +21,11 @@ from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
-from mickey_ros.params import LAUNCH_ARGUMENTS, launch_parameter_overrides, launch_remappings
+from mickey_ros.relocalization.params import (
+    LAUNCH_ARGUMENTS,
+    launch_parameter_overrides,
+    launch_remappings,
+)
 
 
 def _relocalize_node(context, *args, **kwargs):
@@ -41,7 +46,7 @@ def _relocalize_node(context, *args, **kwargs):
 
 
 def generate_launch_description():
-    """Launch arguments of ``mickey_ros.params.LAUNCH_ARGUMENTS`` + the lifecycle node."""
+    """The launch arguments of ``relocalization.params.LAUNCH_ARGUMENTS`` + the lifecycle node."""
     arguments = [
         DeclareLaunchArgument(arg.name, default_value=arg.default, description=arg.description,
                               choices=list(arg.choices) if arg.choices else None)

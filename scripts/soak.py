@@ -32,12 +32,17 @@ import numpy as np
 import torch
 from rosbags.typesys import Stores, get_typestore
 
-from mickey_ros import health, messages
-from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
 from mickey_ros.geometry.ransac import SolverConfig
-from mickey_ros.images import ImageError
 from mickey_ros.model.config import mickey_tiny
-from mickey_ros.session import Frame, LatestFrameSlot, RelocalizationSession, SessionConfig
+from mickey_ros.relocalization import health, messages
+from mickey_ros.relocalization.session import (
+    Frame,
+    LatestFrameSlot,
+    RelocalizationSession,
+    SessionConfig,
+)
+from mickey_ros.utils.images import ImageError
 
 FRAME_PERIOD_NS = 10_000_000  # a 100 Hz camera
 BAD_FRAME_EVERY, OOM_EVERY, KEYFRAME_EVERY, JUMP_EVERY = 500, 700, 1000, 2500

@@ -193,7 +193,7 @@ class BagReader:
     def __init__(self, path: Path, typestore: Any | None = None) -> None:
         self.path = Path(path)
         if typestore is None:
-            from mickey_ros.bags import make_typestore
+            from mickey_ros.bags.writer import make_typestore
 
             typestore = make_typestore()
         self.default_typestore = typestore

@@ -22,7 +22,7 @@ from rosbags.interfaces import (
     QosTime,
 )
 
-from mickey_ros.messages import RELATIVE_POSE_TYPE as RELATIVE_POSE_TYPE
+from mickey_ros.relocalization.messages import RELATIVE_POSE_TYPE as RELATIVE_POSE_TYPE
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +60,12 @@ DEFAULT_QOS = _qos(QosHistory.KEEP_LAST, 10, QosReliability.RELIABLE, QosDurabil
 def make_typestore() -> Any:
     """A rosbags ROS 2 Jazzy type store with ``mickey_ros/msg/RelativePose`` registered.
 
-    The message text is ``mickey_ros.messages.RELATIVE_POSE_MSG``, kept equal to
+    The message text is ``mickey_ros.relocalization.messages.RELATIVE_POSE_MSG``, kept equal to
     ``msg/RelativePose.msg`` by a test, so pip installs without the ``msg/`` folder work too.
     """
     from rosbags.typesys import Stores, get_typestore
 
-    from mickey_ros.messages import register_relative_pose
+    from mickey_ros.relocalization.messages import register_relative_pose
 
     typestore = get_typestore(Stores.ROS2_JAZZY)
     register_relative_pose(typestore)

@@ -36,8 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark."""
-    from mickey_ros.bench import BenchConfig, main
     from mickey_ros.cli.main import UserError
+    from mickey_ros.estimator.bench import BenchConfig, main
 
     try:
         W, H = (int(v) for v in args.size.lower().split("x"))

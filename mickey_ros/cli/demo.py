@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_demo_model() -> None:
-    from mickey_ros.estimator import DEMO_CHECKPOINT
+    from mickey_ros.estimator.relative_pose import DEMO_CHECKPOINT
 
     if not DEMO_CHECKPOINT.is_file():
         raise UserError(
@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     """Render or reuse the bag, replay it, print the summary."""
     import dataclasses
 
-    from mickey_ros.params import NodeParams
-    from mickey_ros.replay import ReplayConfig, replay
+    from mickey_ros.relocalization.params import NodeParams
+    from mickey_ros.replay.run import ReplayConfig, replay
 
     _check_demo_model()
     workdir = args.workdir.expanduser()

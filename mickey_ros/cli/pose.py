@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mickey_ros.cli.main import UserError, add_model_arguments
-from mickey_ros.mapfree_files import ParseReport, intrinsics_matrix, read_intrinsics
+from mickey_ros.mapfree.files import ParseReport, intrinsics_matrix, read_intrinsics
 
 
 def _parse_k(text: str, flag: str) -> np.ndarray:
@@ -53,8 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Estimate and print the pose."""
-    from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
-    from mickey_ros.images import load_rgb
+    from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
+    from mickey_ros.utils.images import load_rgb
 
     if args.intrinsics is None and (args.ref_K is None or args.query_K is None):
         raise UserError("give --intrinsics FILE, or both --ref-K and --query-K")
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     ref_rgb, query_rgb = load_rgb(args.ref), load_rgb(args.query)
     estimate = estimator.estimate_pair(ref_rgb, K_ref, query_rgb, K_query)
     if args.viz is not None:
-        from mickey_ros.viz import save_estimate_figure
+        from mickey_ros.cli.viz import save_estimate_figure
 
         save_estimate_figure(ref_rgb, query_rgb, estimate, args.viz)
     if args.json:

@@ -1,6 +1,6 @@
 """``mickey-ros replay``: run relocalisation over a rosbag2 recording without ROS.
 
-A thin wrapper around ``mickey_ros.replay.replay``: flags become a ``ReplayConfig`` whose node
+A thin wrapper around ``mickey_ros.replay.run.replay``: flags become a ``ReplayConfig`` whose node
 parameters start from ``--params`` (e.g. the robot's ``config/relocalize.yaml``) or the node's
 defaults, with the model, tf_mode and gate flags applied on top.
 """
@@ -97,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def node_params(args: argparse.Namespace):
     """``NodeParams`` from ``--params`` (or defaults) with the command-line overrides."""
-    from mickey_ros.params import NodeParams, load_params_yaml
+    from mickey_ros.relocalization.params import NodeParams, load_params_yaml
 
     params = load_params_yaml(args.params) if args.params else NodeParams()
     model, out, gate, inp = params.model, params.output, params.gate, params.input
@@ -133,7 +133,7 @@ def _auto_device() -> str:
 
 def replay_config(args: argparse.Namespace):
     """The ``ReplayConfig`` of the parsed flags."""
-    from mickey_ros.replay import ReplayConfig
+    from mickey_ros.replay.run import ReplayConfig
 
     return ReplayConfig(
         camera_topic=args.camera, camera_info_topic=args.camera_info,
@@ -151,7 +151,7 @@ def replay_config(args: argparse.Namespace):
 
 
 def _list_topics(bag: Path) -> int:
-    from mickey_ros.bag_reader import BagReader
+    from mickey_ros.bags.reader import BagReader
 
     with BagReader(bag) as reader:
         print(f"{bag}:\n{reader.describe_topics()}")
@@ -160,7 +160,7 @@ def _list_topics(bag: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, print the report; 130 after Ctrl-C (the partial outputs are kept)."""
-    from mickey_ros.replay import replay
+    from mickey_ros.replay.run import replay
 
     if args.list_topics:
         return _list_topics(args.bag)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mickey_ros.pose_estimate import PoseEstimate
+from mickey_ros.estimator.result import PoseEstimate
 
 
 def _side_by_side(ref: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
 from mickey_ros.geometry.ransac import SolverConfig
 from mickey_ros.model.config import get_model_config
 

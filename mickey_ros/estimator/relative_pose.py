@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.geometry.camera import backproject
 from mickey_ros.geometry.ransac import PoseSolution, SolverConfig, solve_pose
-from mickey_ros.images import check_rgb_image, resize_with_intrinsics, to_tensor
 from mickey_ros.model.checkpoint import load_checkpoint
 from mickey_ros.model.config import MickeyConfig
 from mickey_ros.model.mickey import MicKey, MicKeyFeatures
-from mickey_ros.pose_estimate import PoseEstimate
+from mickey_ros.utils.images import check_rgb_image, resize_with_intrinsics, to_tensor
 
-DEMO_CHECKPOINT = Path(__file__).parent / "data" / "demo_model.ckpt"
+DEMO_CHECKPOINT = Path(__file__).parents[1] / "data" / "demo_model.ckpt"
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 

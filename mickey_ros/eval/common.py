@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mickey_ros.config_utils import config_to_dict
-from mickey_ros.pose_estimate import PoseEstimator
+from mickey_ros.estimator.result import PoseEstimator
+from mickey_ros.utils.config import config_to_dict
 
 LOG = logging.getLogger("mickey_ros.eval")
 
@@ -52,7 +52,10 @@ class ModelSettings:
 
 def build_estimator(settings: ModelSettings) -> PoseEstimator:
     """``RelativePoseEstimator`` from the checkpoint in ``settings`` (None: the bundled demo)."""
-    from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator  # heavy: model code
+    from mickey_ros.estimator.relative_pose import (  # heavy: model code
+        EstimatorConfig,
+        RelativePoseEstimator,
+    )
 
     config = EstimatorConfig(
         device=settings.device,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mickey_ros.estimator.result import PoseEstimate, PoseEstimator
 from mickey_ros.eval import score
 from mickey_ros.eval.common import (
     LOG,
@@ -33,9 +34,8 @@ from mickey_ros.eval.common import (
     write_json,
 )
 from mickey_ros.eval.report import summarise_seeds, write_seed_summary
-from mickey_ros.mapfree_dataset import SAMPLE_STEP, MapFreeScene, list_scenes
-from mickey_ros.mapfree_files import PoseEntry, format_pose_line
-from mickey_ros.pose_estimate import PoseEstimate, PoseEstimator
+from mickey_ros.mapfree.dataset import SAMPLE_STEP, MapFreeScene, list_scenes
+from mickey_ros.mapfree.files import PoseEntry, format_pose_line
 
 IDENTITY_Q_WXYZ = np.array([1.0, 0.0, 0.0, 0.0])
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same poses give a byte-identical zip

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mickey_ros.config_utils import config_to_dict
+from mickey_ros.estimator.result import PoseEstimate, PoseEstimator
 from mickey_ros.eval.common import (
     LOG,
     ModelSettings,
@@ -45,9 +45,9 @@ from mickey_ros.geometry.metrics import (
     translation_angle_error_deg,
     translation_error,
 )
-from mickey_ros.images import load_rgb
-from mickey_ros.mapfree_files import intrinsics_matrix
-from mickey_ros.pose_estimate import PoseEstimate, PoseEstimator
+from mickey_ros.mapfree.files import intrinsics_matrix
+from mickey_ros.utils.config import config_to_dict
+from mickey_ros.utils.images import load_rgb
 
 AUC_THRESHOLDS_DEG = (5.0, 10.0, 20.0)  # ScanNet-1500 protocol
 AUC_THRESHOLDS_M = (0.1, 0.5, 1.0)  # map-free-reloc scannet.py metric extras

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mickey_ros.eval import scene_score as sc
 from mickey_ros.eval.common import atomic_write_text, write_json
+from mickey_ros.eval.scene_score import SceneScore
 from mickey_ros.geometry.metrics import precision_recall_curve
-
-if TYPE_CHECKING:
-    from mickey_ros.eval.score import SceneScore
 
 POSE_PLOT = "precision_vs_coverage.png"
 HIST_PLOT = "error_histograms.png"
@@ -102,8 +100,6 @@ def write_mapfree_report(out_dir: Path, results: dict, scores: list[SceneScore])
     Returns:
         Path of report.md.
     """
-    from mickey_ros.eval import score as sc
-
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", results)
     csv = ["scene,frame,t_err_m,r_err_deg,vcre_px,confidence"]

@@ -13,12 +13,28 @@ from __future__ import annotations
 import logging
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mickey_ros.eval.report import write_mapfree_report
+# Re-exported: callers read the thresholds, metric names and SceneScore from the scorer.
+from mickey_ros.eval.scene_score import (  # noqa: F401
+    KEY_COVERAGE,
+    KEY_POSE_AUC,
+    KEY_POSE_PREC,
+    KEY_R,
+    KEY_T,
+    KEY_VCRE,
+    KEY_VCRE_AUC,
+    KEY_VCRE_PREC,
+    OFFICIAL_KEYS,
+    R_THRESHOLD_DEG,
+    T_THRESHOLD_M,
+    VCRE_THRESHOLD_PX,
+    SceneScore,
+)
 from mickey_ros.geometry.metrics import (
     precision_and_auc,
     quat_angle_error_deg,
@@ -26,52 +42,10 @@ from mickey_ros.geometry.metrics import (
     vcre,
 )
 from mickey_ros.geometry.pose import pose_from_quat_wxyz
-from mickey_ros.mapfree_dataset import MapFreeScene, frame_number, list_scenes
-from mickey_ros.mapfree_files import ParseReport, PoseEntry, parse_pose_line
+from mickey_ros.mapfree.dataset import MapFreeScene, frame_number, list_scenes
+from mickey_ros.mapfree.files import ParseReport, PoseEntry, parse_pose_line
 
 LOG = logging.getLogger("mickey_ros.eval")
-
-T_THRESHOLD_M = 0.25  # official benchmark/config.py t_threshold
-R_THRESHOLD_DEG = 5.0  # official R_threshold
-VCRE_THRESHOLD_PX = 90.0  # official vcre_threshold
-KEY_T = "Average Median Translation Error"
-KEY_R = "Average Median Rotation Error"
-KEY_VCRE = "Average Median Reprojection Error"
-KEY_POSE_PREC = "Precision @ Pose Error < (25.0cm, 5deg)"
-KEY_POSE_AUC = "AUC @ Pose Error < (25.0cm, 5deg)"
-KEY_VCRE_PREC = "Precision @ VCRE < 90px"
-KEY_VCRE_AUC = "AUC @ VCRE < 90px"
-KEY_COVERAGE = "Estimates for % of frames"
-OFFICIAL_KEYS = (
-    KEY_T,
-    KEY_R,
-    KEY_VCRE,
-    KEY_POSE_PREC,
-    KEY_POSE_AUC,
-    KEY_VCRE_PREC,
-    KEY_VCRE_AUC,
-    KEY_COVERAGE,
-)
-
-
-@dataclass
-class SceneScore:
-    """Per-frame errors of one scene over its estimated frames, plus its failures.
-
-    Attributes:
-        frames: names of the estimated sampled frames, (N,) with the arrays below.
-        t_err_m, r_err_deg, vcre_px, confidence: (N,) float64 arrays.
-        failures: sampled ground-truth frames without a valid estimate.
-    """
-
-    name: str
-    frames: list[str] = field(default_factory=list)
-    t_err_m: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    r_err_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    vcre_px: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    failures: list[str] = field(default_factory=list)
-
 
 def parse_submission_text(text: str, label: str, report: ParseReport) -> list[PoseEntry]:
     """Valid lines of one ``pose_<scene>.txt``; the others go to ``report`` as ``label:line``."""
@@ -286,7 +260,5 @@ def main(
     """
     results, scores = score_submission(submission, data_root, split, scenes)
     if out_dir is not None:
-        from mickey_ros.eval.report import write_mapfree_report
-
         write_mapfree_report(Path(out_dir), results, scores)
     return results

@@ -2,7 +2,8 @@
 
 Convention:
     Pixel coordinates are ``(x, y) = (u, v)`` = (column, row) of the network-input image, with the
-    pixel-centre convention of ``mickey_ros.images.scale_intrinsics``. Camera frames are OpenCV
+    pixel-centre convention of ``mickey_ros.utils.images.scale_intrinsics``. Camera frames are
+OpenCV
     style (x right, y down, z forward), depths are metric z (not ray length). MicKey builds its
     3D keypoints as ``X = z K^-1 [u, v, 1]^T`` (reference mickey.md section 5).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mickey_ros.checks import check_shape
+from mickey_ros.utils.checks import check_shape
 
 
 def backproject(kpts: Tensor, depth: Tensor, K: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mickey_ros.checks import check_shape
+from mickey_ros.utils.checks import check_shape
 
 # Added to the weight sum, as in the reference, so that all-zero weights give zeros, not NaN.
 _WEIGHT_EPS = 1e-16

@@ -20,10 +20,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from mickey_ros.checks import check_shape
-from mickey_ros.config_utils import ConfigError
 from mickey_ros.geometry.kabsch import is_degenerate, kabsch, kabsch_with_singular_values
 from mickey_ros.geometry.sampling import SAMPLERS, sample_correspondences, sample_minimal_sets
+from mickey_ros.utils.checks import check_shape
+from mickey_ros.utils.config import ConfigError
 
 # Draws x samples x hypotheses x 3 per scoring chunk (64 MiB in float32).
 _SCORE_BUDGET = 1 << 24

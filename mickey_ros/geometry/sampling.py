@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mickey_ros.checks import check_shape
+from mickey_ros.utils.checks import check_shape
 
 # Rows x categories per sampler call: the temporaries (random keys and topk buffers) take about
 # 20 bytes per element, so this bounds them to about 80 MiB.

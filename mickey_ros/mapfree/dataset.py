@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from mickey_ros.geometry.pose import pose_from_quat_wxyz
-from mickey_ros.images import DEPTH_PNG_METRES_PER_UNIT, load_depth_png, load_rgb
-from mickey_ros.mapfree_files import (
+from mickey_ros.mapfree.files import (
     CameraIntrinsics,
     ParseReport,
     PoseEntry,
     read_intrinsics,
     read_poses,
 )
+from mickey_ros.utils.images import DEPTH_PNG_METRES_PER_UNIT, load_depth_png, load_rgb
 
 REFERENCE_FRAME = "seq0/frame_00000.jpg"  # identity pose in val/test scenes
 QUERY_SEQUENCE = "seq1"

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mickey_ros.config_utils import ConfigError
 from mickey_ros.model.config import MickeyConfig, mickey_vitl14
 from mickey_ros.model.mickey import MicKey
+from mickey_ros.utils.config import ConfigError
 
 FORMAT_VERSION = 1
 BACKBONE_MARKER = "dinov2"  # official: every key containing it is stripped on save

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mickey_ros.config_utils import ConfigError, config_from_dict, config_to_dict
+from mickey_ros.utils.config import ConfigError, config_from_dict, config_to_dict
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 

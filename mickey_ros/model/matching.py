@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mickey_ros.checks import check_shape
+from mickey_ros.utils.checks import check_shape
 
 
 def dual_softmax(similarity: Tensor, dustbin_score: Tensor | None = None) -> Tensor:

@@ -24,9 +24,6 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from mickey_ros.checks import check_shape
-from mickey_ros.images import crop_to_multiple
-from mickey_ros.matching import DualSoftmaxMatcher, correspondence_probabilities
 from mickey_ros.model.config import PRECISIONS, MickeyConfig
 from mickey_ros.model.heads import (
     ConvAttentionHead,
@@ -36,7 +33,10 @@ from mickey_ros.model.heads import (
     normalize_descriptors,
     score_probabilities,
 )
+from mickey_ros.model.matching import DualSoftmaxMatcher, correspondence_probabilities
 from mickey_ros.model.vit import DinoVisionTransformer
+from mickey_ros.utils.checks import check_shape
+from mickey_ros.utils.images import crop_to_multiple
 
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

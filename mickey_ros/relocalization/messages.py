@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mickey_ros.images import ImageError
-from mickey_ros.mapfree_files import CameraIntrinsics
+from mickey_ros.mapfree.files import CameraIntrinsics
+from mickey_ros.utils.images import ImageError
 
 if TYPE_CHECKING:
-    from mickey_ros.session import SessionResult
+    from mickey_ros.relocalization.session import SessionResult
 
 RELATIVE_POSE_TYPE = "mickey_ros/msg/RelativePose"
 # Byte-identical copy of msg/RelativePose.msg (a unit test keeps them equal): a pip install has no

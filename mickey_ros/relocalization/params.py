@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from mickey_ros.config_utils import ConfigError, config_from_dict
-from mickey_ros.session import TF_MODES, SessionConfig
+from mickey_ros.relocalization.session import TF_MODES, SessionConfig
+from mickey_ros.utils.config import ConfigError, config_from_dict
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 CAMERA_INFO_MODES = ("sync", "latest")
@@ -170,8 +170,8 @@ class NodeParams:
         )
 
     def estimator_config(self) -> Any:
-        """``mickey_ros.estimator.EstimatorConfig`` of these parameters."""
-        from mickey_ros.estimator import EstimatorConfig
+        """``mickey_ros.estimator.relative_pose.EstimatorConfig`` of these parameters."""
+        from mickey_ros.estimator.relative_pose import EstimatorConfig
         from mickey_ros.geometry.ransac import SolverConfig
 
         m = self.model
@@ -280,7 +280,7 @@ def build_estimator(params: NodeParams, warn: Callable[[str], Any] | None = None
     """
     import torch
 
-    from mickey_ros.estimator import RelativePoseEstimator
+    from mickey_ros.estimator.relative_pose import RelativePoseEstimator
     from mickey_ros.model.config import get_model_config
 
     model, config = params.model, params.estimator_config()

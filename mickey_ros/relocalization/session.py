@@ -31,7 +31,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from mickey_ros.pose_estimate import PoseEstimate, PoseEstimator
+from mickey_ros.estimator.result import PoseEstimate, PoseEstimator
 
 TF_MODES = ("relative", "attach_reference", "map_to_odom", "none")
 NO_REFERENCE = (

@@ -1,9 +1,10 @@
-"""Inputs and outputs of ``mickey_ros.replay``.
+"""Inputs and outputs of ``mickey_ros.replay.run``.
 
 Inputs: image + CameraInfo pairing, keyframes, ground truth from TF. Output: a bag with exactly
 the node's topics, types, frames, stamps and QoS.
 
-Every message is built by ``mickey_ros.messages`` from a ``SessionResult``, the code the node
+Every message is built by ``mickey_ros.relocalization.messages`` from a ``SessionResult``, the
+code the node
 uses, so the two cannot drift apart.
 """
 
@@ -15,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from mickey_ros import bags
-from mickey_ros.health import matches_image
-from mickey_ros.images import ImageError, load_rgb
-from mickey_ros.mapfree_files import CameraIntrinsics, intrinsics_matrix
-from mickey_ros.messages import (
+from mickey_ros.bags import writer as bags
+from mickey_ros.mapfree.files import CameraIntrinsics, intrinsics_matrix
+from mickey_ros.relocalization.health import matches_image
+from mickey_ros.relocalization.messages import (
     MessageTypes,
     camera_info_to_intrinsics,
     check_image_size,
@@ -31,8 +31,14 @@ from mickey_ros.messages import (
     tf_message,
     transform_stamped_msg,
 )
-from mickey_ros.session import Frame, RelocalizationSession, SessionResult, StampedTransform
-from mickey_ros.tf_buffer import TfBuffer, TfLookupError
+from mickey_ros.relocalization.session import (
+    Frame,
+    RelocalizationSession,
+    SessionResult,
+    StampedTransform,
+)
+from mickey_ros.replay.tf_buffer import TfBuffer, TfLookupError
+from mickey_ros.utils.images import ImageError, load_rgb
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 # tf2_ros.TransformBroadcaster's profile (DynamicBroadcasterQoS): reliable, volatile, keep last 100

@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mickey_ros.bag_reader import BagReader, ReadIssues
-from mickey_ros.config_utils import config_to_dict
-from mickey_ros.images import ImageError
-from mickey_ros.params import NodeParams, build_estimator
-from mickey_ros.pose_estimate import PoseEstimator
-from mickey_ros.replay_io import (
+from mickey_ros.bags.reader import BagReader, ReadIssues
+from mickey_ros.estimator.result import PoseEstimator
+from mickey_ros.relocalization.params import NodeParams, build_estimator
+from mickey_ros.relocalization.session import Frame, RelocalizationSession, SessionResult
+from mickey_ros.replay.replay_io import (
     IMAGE_TYPES,
     CameraInfos,
     GroundTruth,
@@ -35,9 +34,8 @@ from mickey_ros.replay_io import (
     default_info_topic,
     load_reference_image,
 )
-from mickey_ros.session import Frame, RelocalizationSession, SessionResult
-from mickey_ros.tf_buffer import TfBuffer, TfLookupError
-from mickey_ros.trajectory_metrics import (
+from mickey_ros.replay.tf_buffer import TfBuffer, TfLookupError
+from mickey_ros.replay.trajectory_metrics import (
     FrameRecord,
     format_summary,
     plot_report,
@@ -46,6 +44,8 @@ from mickey_ros.trajectory_metrics import (
     write_csv,
     write_tum,
 )
+from mickey_ros.utils.config import config_to_dict
+from mickey_ros.utils.images import ImageError
 
 log = logging.getLogger(__name__)
 STORAGES = ("sqlite3", "mcap")

@@ -14,8 +14,8 @@ from rclpy.qos import (
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
-from mickey_ros import messages
-from mickey_ros.params import ParamSpec
+from mickey_ros.relocalization import messages
+from mickey_ros.relocalization.params import ParamSpec
 
 # Keyframe topics are latched: a node started after the keyframe publisher still gets it.
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
@@ -54,7 +54,7 @@ def parameter_descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 
 def ros_message_types() -> messages.MessageTypes:
-    """The rclpy message classes for the ``mickey_ros.messages`` builders."""
+    """The rclpy message classes for the ``mickey_ros.relocalization.messages`` builders."""
     from builtin_interfaces.msg import Time
     from geometry_msgs.msg import (
         Point,

@@ -1,9 +1,10 @@
 """The relocalisation lifecycle node: ROS entities wired to ROS-free logic.
 
-Parameters come from ``mickey_ros.params``, keyframe/gating/TF from ``mickey_ros.session``,
-conversions from ``mickey_ros.messages``, diagnostics content from ``mickey_ros.health``; the
-worker thread lives in ``processing.FrameProcessor``. ``mickey_ros/ros/`` is the only package
-importing rclpy, tf2_ros, message_filters, cv_bridge and diagnostic_updater.
+Parameters come from ``relocalization.params``, keyframe/gating/TF from
+``relocalization.session``, conversions from ``relocalization.messages``, diagnostics content
+from ``relocalization.health``; the worker thread lives in ``processing.FrameProcessor``.
+``mickey_ros/ros/`` is the only package importing rclpy, tf2_ros, message_filters, cv_bridge and
+diagnostic_updater.
 
 Lifecycle (as yolo_ros): parameters are declared in ``__init__``; ``on_configure`` reads them,
 loads and warms up the model and creates publishers and the service (missing or wrong weights
@@ -25,16 +26,15 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo
 from std_srvs.srv import Trigger
 
-from mickey_ros import health, messages
-from mickey_ros.config_utils import ConfigError
-from mickey_ros.images import load_rgb
-from mickey_ros.mapfree_files import intrinsics_matrix
-from mickey_ros.params import (
+from mickey_ros.mapfree.files import intrinsics_matrix
+from mickey_ros.relocalization import health, messages
+from mickey_ros.relocalization.params import (
     NodeParams,
     build_estimator,
     node_params_from_flat,
     parameter_specs,
 )
+from mickey_ros.relocalization.session import Frame, RelocalizationSession, StampedTransform
 from mickey_ros.ros.interfaces import (
     LATCHED_OVERRIDES,
     LATCHED_QOS,
@@ -44,13 +44,14 @@ from mickey_ros.ros.interfaces import (
     sensor_qos,
 )
 from mickey_ros.ros.processing import FrameProcessor, Outputs
-from mickey_ros.session import Frame, RelocalizationSession, StampedTransform
+from mickey_ros.utils.config import ConfigError
+from mickey_ros.utils.images import load_rgb
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
 def load_estimator(params: NodeParams, logger: Any) -> Any:
-    """Build (``mickey_ros.params.build_estimator``) and warm up the estimator."""
+    """Build (``mickey_ros.relocalization.params.build_estimator``) and warm up the estimator."""
     estimator = build_estimator(params, warn=logger.warning)
     model = params.model
     size_wh = (model.input_width, model.input_height) if model.input_width else (640, 480)

@@ -19,16 +19,16 @@ from cv_bridge import CvBridge, CvBridgeError
 from rclpy.duration import Duration
 from rclpy.time import Time
 
-from mickey_ros import health, messages
-from mickey_ros.images import ImageError
-from mickey_ros.params import NodeParams
-from mickey_ros.session import (
+from mickey_ros.relocalization import health, messages
+from mickey_ros.relocalization.params import NodeParams
+from mickey_ros.relocalization.session import (
     Frame,
     LatestFrameSlot,
     RelocalizationSession,
     SessionResult,
     StampedTransform,
 )
+from mickey_ros.utils.images import ImageError
 
 THROTTLE_S = 5.0  # seconds between repeated warnings from one call site
 

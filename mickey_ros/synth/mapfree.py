@@ -23,15 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from mickey_ros.geometry.pose import relative_pose
-from mickey_ros.images import save_depth_png
-from mickey_ros.mapfree_dataset import depth_name, frame_name
-from mickey_ros.mapfree_files import CameraIntrinsics, PoseEntry, write_intrinsics, write_poses
+from mickey_ros.mapfree.dataset import depth_name, frame_name
+from mickey_ros.mapfree.files import CameraIntrinsics, PoseEntry, write_intrinsics, write_poses
 from mickey_ros.synth.cameras import PairSamplingConfig, look_at, sample_intrinsics
 from mickey_ros.synth.overlap import overlap_matrix, stride_for, subsample_depth
 from mickey_ros.synth.pairs import random_exposure
 from mickey_ros.synth.render import Exposure, Renderer
 from mickey_ros.synth.scene import Scene, make_courtyard
 from mickey_ros.synth.textures import load_texture_bank
+from mickey_ros.utils.images import save_depth_png
 
 SPLITS = ("train", "val")
 _RADIUS_M = (2.8, 6.0)  # orbit radius around the monument

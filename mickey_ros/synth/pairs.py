@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mickey_ros.config_utils import config_to_dict
 from mickey_ros.geometry.pose import relative_pose
-from mickey_ros.images import scale_intrinsics
 from mickey_ros.synth.cameras import (
     DEFAULT_PAIR_CONFIG,
     PairSamplingConfig,
@@ -32,6 +30,8 @@ from mickey_ros.synth.overlap import pair_overlap, stride_for
 from mickey_ros.synth.render import Exposure, Renderer
 from mickey_ros.synth.scene import Scene, make_scene
 from mickey_ros.synth.textures import load_texture_bank
+from mickey_ros.utils.config import config_to_dict
+from mickey_ros.utils.images import scale_intrinsics
 
 _ARRAYS = ("rgb0", "rgb1", "K0", "K1", "T_1_0", "depth0", "depth1", "overlap")
 _LOW_RES = 4  # overlap pre-checks render at 1/4 size

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mickey_ros.bags import (
+from mickey_ros.bags.writer import (
     DEFAULT_QOS,
     LATCHED_QOS,
     add_connection,
@@ -28,7 +28,7 @@ from mickey_ros.bags import (
     open_writer,
     write_message,
 )
-from mickey_ros.messages import (
+from mickey_ros.relocalization.messages import (
     MessageTypes,
     camera_info_msg,
     rgb_to_compressed_image_msg,

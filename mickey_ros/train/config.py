@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mickey_ros.config_utils import ConfigError, config_from_yaml
-from mickey_ros.images import DEPTH_PNG_METRES_PER_UNIT
 from mickey_ros.synth.cameras import PairSamplingConfig
+from mickey_ros.utils.config import ConfigError, config_from_yaml
+from mickey_ros.utils.images import DEPTH_PNG_METRES_PER_UNIT
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from mickey_ros.images import resize_with_intrinsics, to_tensor
-from mickey_ros.mapfree_dataset import list_scenes
+from mickey_ros.mapfree.dataset import list_scenes
 from mickey_ros.train.config import DataConfig
+from mickey_ros.utils.images import resize_with_intrinsics, to_tensor
 
 
 def make_sample(

@@ -26,12 +26,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
-from mickey_ros.config_utils import ConfigError, config_to_dict
 from mickey_ros.model.config import get_model_config
 from mickey_ros.model.mickey import MicKey
 from mickey_ros.train.config import TrainConfig, load_train_config
 from mickey_ros.train.data import build_datasets
 from mickey_ros.train.module import MicKeyTrainingModule
+from mickey_ros.utils.config import ConfigError, config_to_dict
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mickey_ros.config_utils import config_to_dict
 from mickey_ros.geometry.camera import backproject
 from mickey_ros.geometry.metrics import (
     precision_and_auc,
@@ -28,8 +27,8 @@ from mickey_ros.geometry.metrics import (
 )
 from mickey_ros.geometry.pose import make_transform
 from mickey_ros.geometry.ransac import SolverConfig, solve_pose
-from mickey_ros.matching import correspondence_probabilities
 from mickey_ros.model.config import MickeyConfig, get_model_config
+from mickey_ros.model.matching import correspondence_probabilities
 from mickey_ros.model.mickey import MicKey
 from mickey_ros.train.config import TrainConfig, ValidationConfig
 from mickey_ros.train.hypotheses import generate_hypotheses
@@ -45,6 +44,7 @@ from mickey_ros.train.loss import (
     sample_depth_at,
     topk_percent,
 )
+from mickey_ros.utils.config import config_to_dict
 
 CHECKPOINT_FORMAT = 1
 

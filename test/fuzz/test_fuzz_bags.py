@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-bag_reader = pytest.importorskip("mickey_ros.bag_reader")
+bag_reader = pytest.importorskip("mickey_ros.bags.reader")
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 IMAGE = "sensor_msgs/msg/Image"

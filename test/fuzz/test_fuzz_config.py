@@ -20,10 +20,10 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mickey_ros.config_utils import ConfigError, config_from_dict, config_from_yaml
-from mickey_ros.estimator import EstimatorConfig
+from mickey_ros.estimator.relative_pose import EstimatorConfig
 from mickey_ros.geometry.ransac import SolverConfig
 from mickey_ros.model.config import MickeyConfig
+from mickey_ros.utils.config import ConfigError, config_from_dict, config_from_yaml
 
 SLOW = max(10, settings.default.max_examples // 3)
 STRINGS = st.sampled_from(["", "x", "custom", "vitl14", "vits14", "mlp", "swiglu", "fp32", "fp16",
@@ -37,7 +37,7 @@ def _config_classes() -> dict[str, type]:
     classes = {"MickeyConfig": MickeyConfig, "SolverConfig": SolverConfig,
                "EstimatorConfig": EstimatorConfig}
     try:  # being written alongside this suite; fuzzed as soon as it exists
-        from mickey_ros.params import NodeParams
+        from mickey_ros.relocalization.params import NodeParams
 
         classes["NodeParams"] = NodeParams
     except ImportError:
@@ -206,7 +206,7 @@ class TestConfigFromYaml:
             config_from_yaml(MickeyConfig, tmp_path / "c.yaml")
 
 
-@pytest.mark.skipif("NodeParams" not in CLASSES, reason="mickey_ros.params not written yet")
+@pytest.mark.skipif("NodeParams" not in CLASSES, reason="relocalization.params not written yet")
 class TestLoadParamsYaml:
     @settings(max_examples=SLOW)
     @given(st.one_of(
@@ -220,7 +220,7 @@ class TestLoadParamsYaml:
     @example("/**:\n  ros__parameters: [1]")  # a list for the parameters: TypeError escaped
     @example("/**:\n  ros__parameters:\n    output: {reference_frame: /x}")  # bare ValueError
     def test_node_params_or_config_error(self, text):
-        from mickey_ros.params import NodeParams, load_params_yaml
+        from mickey_ros.relocalization.params import NodeParams, load_params_yaml
 
         try:
             params = load_params_yaml(_yaml_file(text))

@@ -1,4 +1,4 @@
-"""Fuzzing of image preprocessing at the library boundary, mickey_ros.images (issue 9).
+"""Fuzzing of image preprocessing at the library boundary, mickey_ros.utils.images (issue 9).
 
 Property: an image that passes ``check_rgb_image`` goes through resize, tensor conversion and
 the crop with the documented shapes, ranges and intrinsics; anything else is an ``ImageError``
@@ -17,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mickey_ros.images import (
+from mickey_ros.utils.images import (
     ImageError,
     check_rgb_image,
     crop_to_multiple,

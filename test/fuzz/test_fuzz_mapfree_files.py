@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from mickey_ros.eval.pairs import read_pairs
 from mickey_ros.eval.score import parse_submission_text, read_submission
 from mickey_ros.geometry.pose import quat_wxyz_to_rotmat
-from mickey_ros.mapfree_dataset import frame_number
-from mickey_ros.mapfree_files import (
+from mickey_ros.mapfree.dataset import frame_number
+from mickey_ros.mapfree.files import (
     ParseReport,
     format_pose_line,
     parse_pose_line,

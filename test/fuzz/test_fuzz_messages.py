@@ -1,4 +1,4 @@
-"""Fuzzing of mickey_ros.messages: ROS messages from the wire -> numpy (issue 9).
+"""Fuzzing of mickey_ros.relocalization.messages: ROS messages from the wire -> numpy (issue 9).
 
 Messages are rosbags' ROS 2 Jazzy classes with field values inside the wire types' ranges
 (uint32 sizes, uint8 flags), as a decoder hands them over. Property of every converter: a result
@@ -17,8 +17,8 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from rosbags.typesys import Stores, get_typestore
 
-from mickey_ros import messages as m
-from mickey_ros.images import ImageError
+from mickey_ros.relocalization import messages as m
+from mickey_ros.utils.images import ImageError
 
 TYPES = m.MessageTypes.from_typestore(get_typestore(Stores.ROS2_JAZZY))
 BYTES_PER_PIXEL = {

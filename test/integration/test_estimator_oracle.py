@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
 from mickey_ros.geometry.ransac import SolverConfig
-from mickey_ros.images import resize_with_intrinsics
 from mickey_ros.model.mickey import MicKeyFeatures
+from mickey_ros.utils.images import resize_with_intrinsics
 
 PATCH = 14
 

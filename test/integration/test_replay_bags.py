@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from mickey_ros import bags
-from mickey_ros.params import NodeParams, SolverParams
-from mickey_ros.replay import ReplayConfig, replay
+from mickey_ros.bags import writer as bags
+from mickey_ros.relocalization.params import NodeParams, SolverParams
+from mickey_ros.replay.run import ReplayConfig, replay
 
 SECONDS, RATE_HZ, SIZE_WH = 2.0, 5.0, (160, 120)
 FRAMES = int(SECONDS * RATE_HZ)
@@ -49,7 +49,7 @@ def _node(**solver) -> NodeParams:
 
 @pytest.fixture(scope="module")
 def tiny_estimator():
-    from mickey_ros.estimator import RelativePoseEstimator
+    from mickey_ros.estimator.relative_pose import RelativePoseEstimator
     from mickey_ros.model.config import mickey_tiny
 
     return RelativePoseEstimator.from_model_config(mickey_tiny(), _node().estimator_config())

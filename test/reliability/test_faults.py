@@ -16,10 +16,10 @@ import pytest
 import torch
 from rosbags.typesys import Stores, get_typestore
 
-from mickey_ros import messages
-from mickey_ros.images import ImageError
-from mickey_ros.mapfree_files import ParseReport, read_intrinsics, read_poses
-from mickey_ros.pose_estimate import PoseEstimate
+from mickey_ros.estimator.result import PoseEstimate
+from mickey_ros.mapfree.files import ParseReport, read_intrinsics, read_poses
+from mickey_ros.relocalization import messages
+from mickey_ros.utils.images import ImageError
 
 TYPES = messages.MessageTypes.from_typestore(get_typestore(Stores.ROS2_JAZZY))
 H, W = 48, 64
@@ -157,7 +157,7 @@ class TestDiagnosticsUnderSimTime:
     def test_same_receive_time(self):
         """Under use_sim_time, frames arriving between two /clock ticks share one 'now'
         (was a ZeroDivisionError inside the diagnostics callback)."""
-        from mickey_ros.health import RateMeter
+        from mickey_ros.relocalization.health import RateMeter
 
         meter = RateMeter()
         meter.tick(5_000_000_000)
@@ -167,7 +167,7 @@ class TestDiagnosticsUnderSimTime:
     def test_clock_jump_back_restarts_the_window(self):
         """A bag loop: stamps from before the jump would never be trimmed (the soak showed the
         window growing to a whole loop) and gave a negative or wrong rate."""
-        from mickey_ros.health import RateMeter
+        from mickey_ros.relocalization.health import RateMeter
 
         meter = RateMeter(window_s=5.0)
         for k in range(100):  # 10 Hz for 10 s
@@ -188,10 +188,10 @@ class TestDiagnosticsUnderSimTime:
 
 class TestKeyframeAndLiveFromDifferentCameras:
     def test_other_resolution_and_intrinsics_with_the_real_network(self):
-        from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+        from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
         from mickey_ros.geometry.ransac import SolverConfig
         from mickey_ros.model.config import mickey_tiny
-        from mickey_ros.session import Frame, RelocalizationSession
+        from mickey_ros.relocalization.session import Frame, RelocalizationSession
 
         solver = SolverConfig(it_matches=2, it_ransac=8, num_samples=64, num_refinements=1)
         estimator = RelativePoseEstimator.from_model_config(mickey_tiny(),

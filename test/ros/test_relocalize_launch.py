@@ -30,7 +30,7 @@ from rclpy.time import Time  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
-from mickey_ros import messages  # noqa: E402
+from mickey_ros.relocalization import messages  # noqa: E402
 from mickey_ros.ros.interfaces import ros_message_types  # noqa: E402
 
 NAMESPACE, NODE = "test_ns", "mickey_test"

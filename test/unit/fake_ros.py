@@ -18,7 +18,7 @@ from typing import Any
 
 from rosbags.typesys import Stores, get_typestore
 
-from mickey_ros import messages
+from mickey_ros.relocalization import messages
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 messages.register_relative_pose(TS)

@@ -1,4 +1,4 @@
-"""Tests for mickey_ros.bag_reader (issue 5): rosbag2 / MCAP reading that survives damage."""
+"""Tests for mickey_ros.bags.reader (issue 5): rosbag2 / MCAP reading that survives damage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from mickey_ros.bag_reader import MAX_EXAMPLES, BagError, BagReader, ReadIssues
+from mickey_ros.bags.reader import MAX_EXAMPLES, BagError, BagReader, ReadIssues
 
 from .mcap_helpers import plain
 

@@ -1,4 +1,4 @@
-"""Tests of mickey_ros/bags.py (kept beside the synth tests, its main user)."""
+"""Tests of mickey_ros/bags/writer.py (kept beside the synth tests, its main user)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from rosbags.interfaces import QosDurability, QosHistory, QosReliability
 from rosbags.rosbag2 import Reader
 
-from mickey_ros.bags import (
+from mickey_ros.bags.writer import (
     DEFAULT_QOS,
     LATCHED_QOS,
     RELATIVE_POSE_TYPE,
@@ -76,7 +76,7 @@ class TestOpenWriter:
 
     def test_relative_pose_cdr_round_trip(self, tmp_path):
         typestore = make_typestore()
-        from mickey_ros.messages import MessageTypes
+        from mickey_ros.relocalization.messages import MessageTypes
 
         types = MessageTypes.from_typestore(typestore)
         msg = types.RelativePose(

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
 from mickey_ros.geometry.ransac import SolverConfig
-from mickey_ros.images import ImageError
 from mickey_ros.model.config import mickey_tiny
+from mickey_ros.utils.images import ImageError
 
 H, W = 168, 224
 # 224x168 gives a 16x12 grid: 10x6 interior cells, 3600 non-zero pairs >= 2048 samples

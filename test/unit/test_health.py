@@ -1,12 +1,12 @@
-"""mickey_ros.health: diagnostics content of the node, checked without ROS."""
+"""mickey_ros.relocalization.health: diagnostics content of the node, checked without ROS."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mickey_ros import health
-from mickey_ros.session import SessionStats
+from mickey_ros.relocalization import health
+from mickey_ros.relocalization.session import SessionStats
 
 S = 1_000_000_000
 

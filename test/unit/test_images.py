@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mickey_ros.images import ImageError, load_depth_png, save_depth_png
+from mickey_ros.utils.images import ImageError, load_depth_png, save_depth_png
 
 
 class TestDepthPng:

@@ -1,4 +1,4 @@
-"""Launch-argument mapping of relocalize.launch.py (mickey_ros.params), checked without ROS."""
+"""Launch-argument mapping of relocalize.launch.py (relocalization.params), checked without ROS."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mickey_ros.config_utils import ConfigError
-from mickey_ros.params import (
+from mickey_ros.relocalization.params import (
     LAUNCH_ARGUMENTS,
     launch_parameter_overrides,
     launch_remappings,
     parameter_specs,
 )
+from mickey_ros.utils.config import ConfigError
 
 LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"
 NODE_TOPICS = {"image", "camera_info", "reference/image", "reference/camera_info"}

@@ -4,14 +4,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mickey_ros.mapfree_dataset import (
+from mickey_ros.mapfree.dataset import (
     MapFreeScene,
     OverlapPair,
     frame_name,
     frame_number,
     list_scenes,
 )
-from mickey_ros.mapfree_files import (
+from mickey_ros.mapfree.files import (
     CameraIntrinsics,
     PoseEntry,
     intrinsics_matrix,

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mickey_ros.matching import DualSoftmaxMatcher, correspondence_probabilities, dual_softmax
+from mickey_ros.model.matching import DualSoftmaxMatcher, correspondence_probabilities, dual_softmax
 
 
 def _numpy_dual_softmax(S: np.ndarray, alpha: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""mickey_ros.messages with rosbags' ROS 2 Jazzy message classes (the node uses rclpy's)."""
+"""relocalization.messages with rosbags' ROS 2 Jazzy message classes (the node uses rclpy's)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
-from mickey_ros import messages as m
+from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.geometry.pose import transform_from_xyz_qxyzw
-from mickey_ros.images import ImageError
-from mickey_ros.pose_estimate import PoseEstimate
-from mickey_ros.session import Frame, RelocalizationSession, SessionConfig
+from mickey_ros.relocalization import messages as m
+from mickey_ros.relocalization.session import Frame, RelocalizationSession, SessionConfig
+from mickey_ros.utils.images import ImageError
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 TYPES = m.MessageTypes.from_typestore(TS)

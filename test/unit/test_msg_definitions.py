@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from mickey_ros import messages
+from mickey_ros.relocalization import messages
 
 ROOT = Path(__file__).resolve().parents[2]
 MSG = ROOT / "msg" / "RelativePose.msg"

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from mickey_ros import messages
-from mickey_ros.pose_estimate import PoseEstimate
+from mickey_ros.estimator.result import PoseEstimate
+from mickey_ros.relocalization import messages
 
 from . import fake_ros
 
@@ -94,7 +94,7 @@ def sent(node, topic):
 
 class TestParameters:
     def test_every_parameter_declared_with_descriptor(self, make_node):
-        from mickey_ros.params import parameter_specs
+        from mickey_ros.relocalization.params import parameter_specs
 
         node = make_node()
         names = {spec.name for spec in parameter_specs()}

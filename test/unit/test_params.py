@@ -1,4 +1,4 @@
-"""mickey_ros.params: the node's parameter schema and config/relocalize.yaml, without ROS."""
+"""relocalization.params: the node's parameter schema and config/relocalize.yaml, without ROS."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mickey_ros.config_utils import ConfigError
-from mickey_ros.params import (
+from mickey_ros.relocalization.params import (
     NodeParams,
     load_params_yaml,
     node_params_from_flat,
     parameter_specs,
 )
+from mickey_ros.utils.config import ConfigError
 
 YAML_PATH = Path(__file__).resolve().parents[2] / "config" / "relocalize.yaml"
 
@@ -137,7 +137,7 @@ class TestDerivedConfigs:
 
 class TestDocs:
     def test_docs_list_every_parameter_and_launch_argument(self):
-        from mickey_ros.params import LAUNCH_ARGUMENTS
+        from mickey_ros.relocalization.params import LAUNCH_ARGUMENTS
 
         text = (YAML_PATH.parents[1] / "docs" / "ros.md").read_text()
         missing = [s.name for s in parameter_specs() if f"| `{s.name}` |" not in text]
@@ -148,7 +148,7 @@ class TestDocs:
 class TestBuildEstimator:
     @pytest.fixture
     def calls(self, monkeypatch):
-        from mickey_ros.estimator import RelativePoseEstimator
+        from mickey_ros.estimator.relative_pose import RelativePoseEstimator
 
         calls = []
         for name in ("from_demo", "from_checkpoint", "from_model_config"):
@@ -161,7 +161,7 @@ class TestBuildEstimator:
         return node_params_from_flat({f"model.{k}": v for k, v in values.items()})
 
     def test_empty_checkpoint_refused_without_loading(self, calls):
-        from mickey_ros.params import build_estimator
+        from mickey_ros.relocalization.params import build_estimator
 
         with pytest.raises(ConfigError, match="model.checkpoint is empty.*never downloads"):
             build_estimator(self._params())
@@ -170,7 +170,7 @@ class TestBuildEstimator:
     def test_cuda_requested_but_unavailable(self, calls, monkeypatch):
         import torch
 
-        from mickey_ros.params import build_estimator
+        from mickey_ros.relocalization.params import build_estimator
 
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
         with pytest.raises(ConfigError, match="sees no CUDA GPU; set device:=cpu"):
@@ -178,7 +178,7 @@ class TestBuildEstimator:
         assert calls == []
 
     def test_selection(self, calls):
-        from mickey_ros.params import build_estimator
+        from mickey_ros.relocalization.params import build_estimator
 
         warnings = []
         build_estimator(self._params(checkpoint="demo"))
@@ -189,7 +189,7 @@ class TestBuildEstimator:
         assert "RANDOM weights" in warnings[0]
 
     def test_unknown_model_config(self, calls):
-        from mickey_ros.params import build_estimator
+        from mickey_ros.relocalization.params import build_estimator
 
         with pytest.raises(ValueError, match="unknown model config 'mickey_huge'"):
             build_estimator(self._params(config="mickey_huge"))

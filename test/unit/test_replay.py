@@ -1,4 +1,4 @@
-"""Tests for mickey_ros.replay (issue 5): offline replay of a bag with a model double.
+"""Tests for mickey_ros.replay.run (issue 5): offline replay of a bag with a model double.
 
 The input bag is a small scene with exact ground truth: odom -> base_link moves linearly with a
 constant yaw rate (so TF interpolation is exact), a static camera mount, a latched keyframe at
@@ -18,11 +18,11 @@ import torch
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability, QosHistory, QosReliability
 
-from mickey_ros import bags
-from mickey_ros.bag_reader import BagError
+from mickey_ros.bags import writer as bags
+from mickey_ros.bags.reader import BagError
+from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.geometry.pose import axis_angle_to_rotmat
-from mickey_ros.images import ImageError
-from mickey_ros.messages import (
+from mickey_ros.relocalization.messages import (
     MessageTypes,
     camera_info_msg,
     rgb_to_compressed_image_msg,
@@ -31,9 +31,9 @@ from mickey_ros.messages import (
     transform_stamped_msg,
     transform_stamped_to_matrix,
 )
-from mickey_ros.params import GateParams, NodeParams, OutputParams
-from mickey_ros.pose_estimate import PoseEstimate
-from mickey_ros.replay import ReplayConfig, main, replay
+from mickey_ros.relocalization.params import GateParams, NodeParams, OutputParams
+from mickey_ros.replay.run import ReplayConfig, main, replay
+from mickey_ros.utils.images import ImageError
 
 from .mcap_helpers import plain
 
@@ -289,7 +289,7 @@ class TestMain:
     def test_wrong_topic_is_reported_before_the_network_loads(
         self, tmp_path, scene_bag, monkeypatch
     ):
-        import mickey_ros.replay as replay_module
+        import mickey_ros.replay.run as replay_module
 
         def never(*args, **kwargs):
             raise AssertionError("the network was built before the topics were checked")
@@ -540,8 +540,8 @@ class TestCli:
             self._cfg("--reference-image", "k.png", "--reference-K", "1,2")
 
     def test_demo_without_bundled_model(self, tmp_path, monkeypatch, capsys):
-        from mickey_ros import estimator
         from mickey_ros.cli.main import main as cli_main
+        from mickey_ros.estimator import relative_pose as estimator
 
         monkeypatch.setattr(estimator, "DEMO_CHECKPOINT", tmp_path / "demo_model.ckpt")
         assert cli_main(["demo", "--workdir", str(tmp_path / "w")]) == 2

@@ -1,4 +1,4 @@
-"""Tests for mickey_ros.replay_io (issue 5): CameraInfo pairing, keyframes, ground truth."""
+"""Tests for mickey_ros.replay.replay_io (issue 5): CameraInfo pairing, keyframes, ground truth."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from mickey_ros.bags import make_typestore
-from mickey_ros.images import ImageError
-from mickey_ros.messages import MessageTypes, camera_info_msg, rgb_to_image_msg
-from mickey_ros.replay_io import (
+from mickey_ros.bags.writer import make_typestore
+from mickey_ros.relocalization.messages import MessageTypes, camera_info_msg, rgb_to_image_msg
+from mickey_ros.relocalization.session import Frame
+from mickey_ros.replay.replay_io import (
     CameraInfos,
     GroundTruth,
     decode_frame,
@@ -17,8 +17,8 @@ from mickey_ros.replay_io import (
     load_reference_image,
     output_topics,
 )
-from mickey_ros.session import Frame
-from mickey_ros.tf_buffer import TfBuffer
+from mickey_ros.replay.tf_buffer import TfBuffer
+from mickey_ros.utils.images import ImageError
 
 TYPES = MessageTypes.from_typestore(make_typestore())
 S = 10**9

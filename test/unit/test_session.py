@@ -1,4 +1,4 @@
-"""mickey_ros.session with a model double that returns a known pose (never the real network)."""
+"""relocalization.session with a model double that returns a known pose (never the real network)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mickey_ros.pose_estimate import PoseEstimate
-from mickey_ros.session import (
+from mickey_ros.estimator.result import PoseEstimate
+from mickey_ros.relocalization.session import (
     NO_REFERENCE,
     Frame,
     LatestFrameSlot,

@@ -1,4 +1,4 @@
-"""Tests for mickey_ros.tf_buffer (issue 5): ROS-free TF tree with tf2 lookup semantics."""
+"""Tests for mickey_ros.replay.tf_buffer (issue 5): ROS-free TF tree with tf2 lookup semantics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from rosbags.typesys import Stores, get_typestore
 
 from mickey_ros.geometry.pose import axis_angle_to_rotmat, rotation_angle
-from mickey_ros.tf_buffer import TfBuffer, TfLookupError, slerp_xyzw
+from mickey_ros.replay.tf_buffer import TfBuffer, TfLookupError, slerp_xyzw
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 T_ = TS.types

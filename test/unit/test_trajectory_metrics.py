@@ -1,4 +1,4 @@
-"""Tests for mickey_ros.trajectory_metrics (issue 5): replay records, summary, TUM, CSV, plot."""
+"""Tests of replay.trajectory_metrics (issue 5): replay records, summary, TUM, CSV, plot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mickey_ros.geometry.pose import axis_angle_to_rotmat
-from mickey_ros.trajectory_metrics import (
+from mickey_ros.replay.trajectory_metrics import (
     CSV_COLUMNS,
     FrameRecord,
     format_summary,

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.geometry.pose import axis_angle_to_rotmat
-from mickey_ros.images import load_rgb
-from mickey_ros.mapfree_files import (
+from mickey_ros.mapfree.files import (
     CameraIntrinsics,
     PoseEntry,
     intrinsics_matrix,
     write_intrinsics,
     write_poses,
 )
-from mickey_ros.pose_estimate import PoseEstimate
+from mickey_ros.utils.images import load_rgb
 
 
 def image_key(image: np.ndarray) -> str:

@@ -4,9 +4,9 @@ import zipfile
 import numpy as np
 import pytest
 
+from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.eval import mapfree, score
 from mickey_ros.eval.common import ModelSettings
-from mickey_ros.pose_estimate import PoseEstimate
 
 CFG = mapfree.MapfreeEvalConfig(model=ModelSettings(name="double"), batch_size=2)
 

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
+from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.eval import pairs
 from mickey_ros.eval.common import ModelSettings
-from mickey_ros.images import load_rgb
-from mickey_ros.pose_estimate import PoseEstimate
+from mickey_ros.utils.images import load_rgb
 
 K = np.array([[50.0, 0, 16], [0, 50, 12], [0, 0, 1]])
 CFG = pairs.PairsEvalConfig(model=ModelSettings(name="double"))

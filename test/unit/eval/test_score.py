@@ -6,8 +6,8 @@ import pytest
 
 from mickey_ros.eval import score
 from mickey_ros.eval.mapfree import write_submission
-from mickey_ros.mapfree_dataset import MapFreeScene
-from mickey_ros.mapfree_files import ParseReport, format_pose_line
+from mickey_ros.mapfree.dataset import MapFreeScene
+from mickey_ros.mapfree.files import ParseReport, format_pose_line
 
 GOOD = "seq1/frame_00000.jpg 1.0 0.0 0.0 0.0 0.1 0.2 0.3 5.5"
 

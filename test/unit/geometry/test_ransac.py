@@ -3,7 +3,6 @@ import dataclasses
 import pytest
 import torch
 
-from mickey_ros.config_utils import ConfigError, config_from_dict
 from mickey_ros.geometry import ransac, sampling
 from mickey_ros.geometry.pose import axis_angle_to_rotmat, rotation_angle
 from mickey_ros.geometry.ransac import (
@@ -17,6 +16,7 @@ from mickey_ros.geometry.ransac import (
     soft_inlier_count,
     solve_pose,
 )
+from mickey_ros.utils.config import ConfigError, config_from_dict
 
 SMALL = SolverConfig(num_samples=128)
 

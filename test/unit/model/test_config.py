@@ -3,7 +3,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mickey_ros.config_utils import ConfigError
 from mickey_ros.model.config import (
     BackboneConfig,
     HeadsConfig,
@@ -17,6 +16,7 @@ from mickey_ros.model.config import (
     mickey_vits14,
 )
 from mickey_ros.model.mickey import MicKey
+from mickey_ros.utils.config import ConfigError
 
 NAMES = ["mickey_vitl14", "mickey_vits14", "mickey_small", "mickey_tiny"]
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mickey_ros.images import load_rgb
-from mickey_ros.mapfree_dataset import MapFreeScene
-from mickey_ros.mapfree_files import format_pose_line
+from mickey_ros.mapfree.dataset import MapFreeScene
+from mickey_ros.mapfree.files import format_pose_line
 from mickey_ros.synth.mapfree import plan_mapfree_scene, pose_entry, write_mapfree_dataset
 from mickey_ros.synth.render import Renderer
 from mickey_ros.synth.textures import load_texture_bank
+from mickey_ros.utils.images import load_rgb
 
 SIZE_WH = (48, 64)  # portrait like Map-free's 540 x 720, tiny for the tests
 FRAMES = 3

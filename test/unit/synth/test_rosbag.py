@@ -7,8 +7,8 @@ import pytest
 from rosbags.interfaces import QosDurability, QosReliability
 from rosbags.rosbag2 import Reader
 
-from mickey_ros.bags import make_typestore
-from mickey_ros.messages import (
+from mickey_ros.bags.writer import make_typestore
+from mickey_ros.relocalization.messages import (
     camera_info_to_intrinsics,
     image_msg_to_rgb,
     stamp_to_ns,

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mickey_ros.config_utils import ConfigError
 from mickey_ros.train.config import OptimConfig, TrainConfig, load_train_config
+from mickey_ros.utils.config import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[3] / "config" / "train"
 

@@ -1,0 +1,5 @@
+"""rosbag2 files without ROS (rosbags).
+
+``writer`` (type store, QoS profiles, writing) and ``reader`` (tolerant reading that reports
+damaged bags instead of aborting).
+"""

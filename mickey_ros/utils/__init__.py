@@ -1,0 +1,1 @@
+"""Helpers below every layer: image loading and resizing, shape checks, YAML configs."""
