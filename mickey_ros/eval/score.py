@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mickey_ros.eval.report import write_mapfree_report
+
 # Re-exported: callers read the thresholds, metric names and SceneScore from the scorer.
 from mickey_ros.eval.scene_score import (  # noqa: F401
     KEY_COVERAGE,

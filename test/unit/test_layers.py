@@ -35,7 +35,7 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
-    """Modules of ``mickey_ros`` that ``path`` imports (``from a import b`` counts a.b if a module)."""
+    """Modules of ``mickey_ros`` that ``path`` imports (``from a import b``: a.b when a module)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names: list[str] = []
