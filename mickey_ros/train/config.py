@@ -24,7 +24,7 @@ class LossConfig:
     symmetric_vcre: bool = True  # official HEAD (8fec03e); False = release one-directional loss
     soft_clipping: bool = True  # official LOSS_CLASS.SOFT_CLIPPING
     soft_clip_scale_px: float = 80.0  # official: tanh(E / 80)
-    max_loss_px: float = 90.0  # official LOSS_CLASS.VCRE.MAX_LOSS_VALUE (hard clip when not soft)
+    max_loss_px: float = 90.0  # official LOSS_CLASS.VCRE.MAX_LOSS_VALUE (null loss when not soft)
     max_loss_soft: float = 0.8  # official LOSS_CLASS.VCRE.MAX_LOSS_SOFTVALUE (null-hypothesis loss)
     clamp_px: float = 720.0  # official: projections clamped to [0, 720] (hard-coded image height)
     score_temperature: float = 20.0  # official GENERATE_HYPOTHESES.SCORE_TEMPERATURE

@@ -82,7 +82,7 @@ def pose_loss(
         config: ``symmetric_vcre`` (HEAD) averages both directions, else only camera 0 (release).
 
     Returns:
-        (...) loss: ``tanh(E / soft_clip_scale_px)`` or ``min(E, max_loss_px)``.
+        (...) loss: ``tanh(E / soft_clip_scale_px)``, or ``E`` without soft clipping.
     """
     err = vcre_px(R, t, R_gt, t_gt, K0, virtual_points, config.clamp_px)
     if config.symmetric_vcre:
@@ -94,10 +94,14 @@ def pose_loss(
 
 
 def clip_loss(err_px: Tensor, config: LossConfig) -> Tensor:
-    """Soft (tanh) or hard clipping of a VCRE value in pixels."""
+    """Soft clipping ``tanh(E / 80)`` of a VCRE value in pixels, or ``E`` itself without it.
+
+    Without soft clipping the official loss is the raw VCRE (not clamped: ``max_loss_px`` is
+    only the null hypothesis's loss), bounded in practice by the [0, 720] px projection clamp.
+    """
     if config.soft_clipping:
         return torch.tanh(err_px / config.soft_clip_scale_px)
-    return err_px.clamp(max=config.max_loss_px)
+    return err_px
 
 
 def null_loss_value(config: LossConfig) -> float:
@@ -144,6 +148,26 @@ def reinforce_surrogate(log_probs: Tensor, draw_losses: Tensor) -> tuple[Tensor,
     return surrogate, baseline
 
 
+def objective_over_pairs(baseline: Tensor, surrogate: Tensor, keep: Tensor) -> Tensor:
+    """The paper's objective of a batch with the official normalisation over pairs.
+
+    The direct term (the baseline, differentiated through Kabsch and the VCRE) is averaged over
+    the kept pairs; the REINFORCE surrogate, already divided by the number of draws, is summed
+    over them. So the REINFORCE gradient of a pair does not shrink with the number of kept pairs
+    ``k``, while the direct one is divided by ``k`` (official; the balance matters because the
+    global gradient-norm clip at 5 is always active).
+
+    Args:
+        baseline: (B,) mean expected loss of each pair's draws (with gradient).
+        surrogate: (B,) REINFORCE surrogate of each pair (:func:`reinforce_surrogate`).
+        keep: (B,) bool, the pairs the curriculum keeps (at least one).
+
+    Returns:
+        () objective.
+    """
+    return baseline[keep].mean() + surrogate[keep].sum()
+
+
 def log_probs_of(P: Tensor, idx_ref: Tensor, idx_query: Tensor) -> Tensor:
     """Gather log(P + 1e-16) at sampled correspondences.
 
@@ -175,6 +199,11 @@ def curriculum_mask(baseline: Tensor, percent: float) -> Tensor:
 
     Returns:
         (B,) bool mask with exactly k True entries (ties broken by lower index).
+
+    The official code keeps the pairs whose loss is strictly below the (k+1)-th smallest, which
+    is the same set unless losses tie at the k-th place; there it keeps fewer than k pairs (none
+    when all B losses are equal, an empty mean). Keeping exactly k is a deliberate deviation:
+    every step trains on k pairs, and the summed REINFORCE term keeps the scale of k pairs.
     """
     B = baseline.shape[0]
     k = max(int(math.floor(B * percent / 100.0 + 1e-9)), 1)

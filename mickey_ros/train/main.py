@@ -3,6 +3,7 @@ r"""``mickey-train``: offline MicKey training with PyTorch Lightning (hloc-style
 Examples::
 
     mickey-train --config config/train/mapfree_curriculum.yaml --data /data/mapfree --gpus 4
+    mickey-train --config config/train/synthetic_small.yaml --accelerator cpu --devices 2
     mickey-train --config config/train/finetune_own_data.yaml --init mickey.ckpt \\
         --dinov2-weights dinov2_vitl14_pretrain.pth --data my_dataset/
     mickey-train --config config/train/synthetic_small.yaml --data pairs/ --out runs/demo
@@ -18,19 +19,21 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader
 
 from mickey_ros.model.config import get_model_config
 from mickey_ros.model.mickey import MicKey
 from mickey_ros.train.config import TrainConfig, load_train_config
 from mickey_ros.train.data import build_datasets
-from mickey_ros.train.module import MicKeyTrainingModule
+from mickey_ros.train.module import MicKeyTrainingModule, phases_leave_parameters_unused
 from mickey_ros.utils.config import ConfigError, config_to_dict
 
 logger = logging.getLogger(__name__)
@@ -47,8 +50,40 @@ def _loggers(out_dir: Path) -> list:
     return loggers
 
 
-def _callbacks(cfg: TrainConfig, ckpt_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
-    periodic = ModelCheckpoint(
+def _is_final_batch(trainer: L.Trainer) -> bool:
+    """Whether the batch that just ended is the run's last (``max_steps`` or last epoch's end)."""
+    if 0 < trainer.max_steps <= trainer.global_step:
+        return True
+    max_epochs = trainer.max_epochs if trainer.max_epochs is not None else -1  # -1: no limit
+    last_epoch = 0 < max_epochs <= trainer.current_epoch + 1
+    return last_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``step-*.ckpt`` every N steps and at the final step, plus ``last.ckpt``, all at a batch end.
+
+    A checkpoint written after ``fit`` returns (or by ``ModelCheckpoint.on_train_end``) marks the
+    epoch finished, so a run resumed from it starts after its last epoch: with ``max_epochs: 1``
+    it trained nothing (issue 18). One written at the final batch's end resumes inside the epoch,
+    to the new ``max_steps``. The save is collective (rank 0 writes, the other ranks wait), and
+    every rank takes the same decision from the step counter, never from the file system.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        """Periodic save, then the final step's save unless this step was just saved."""
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if _is_final_batch(trainer) and self._last_global_step_saved != trainer.global_step:
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """No save here: the final batch was saved, and a save now would mark the epoch done."""
+
+
+def _callbacks(cfg: TrainConfig, ckpt_dir: Path) -> tuple[StepCheckpoint, ModelCheckpoint]:
+    periodic = StepCheckpoint(
         dirpath=ckpt_dir,
         filename="step-{step:07d}",
         auto_insert_metric_name=False,
@@ -79,7 +114,7 @@ def _build_model(cfg: TrainConfig, init: Path | None, dinov2_weights: Path | Non
         model = MicKey(replace(model_config, backbone=backbone))
         if dinov2_weights is not None:
             model.backbone.load_state_dict(load_state_dict_file(dinov2_weights), strict=True)
-        elif backbone.arch != "custom":
+        elif backbone.arch not in ("custom", "conv"):  # no hub weights exist for these
             raise ValueError(
                 f"model {cfg.model} uses a DINOv2 {backbone.arch} backbone: pass its weight file "
                 f"with --dinov2-weights dinov2_{backbone.arch}_pretrain.pth (never downloaded)"
@@ -89,6 +124,49 @@ def _build_model(cfg: TrainConfig, init: Path | None, dinov2_weights: Path | Non
     return model.train()
 
 
+def resolve_devices(
+    accelerator: str | None, devices: int | None, gpus: int | None = None, nodes: int = 1
+) -> tuple[str, int]:
+    """Lightning's accelerator and processes per node for ``--accelerator/--devices/--gpus``.
+
+    ``--gpus N`` is short for ``--accelerator gpu --devices N`` (``--gpus 0``: one CPU process);
+    nothing given means one CPU process.
+
+    Raises:
+        ValueError: one line naming the impossible request and the fix.
+
+    >>> resolve_devices("cpu", 2), resolve_devices(None, None, gpus=0)
+    (('cpu', 2), ('cpu', 1))
+    """
+    if nodes < 1:
+        raise ValueError(f"--nodes must be >= 1, got {nodes}")
+    if gpus is not None:
+        if devices is not None or accelerator not in (None, "gpu"):
+            raise ValueError("--gpus N is short for --accelerator gpu --devices N: "
+                             "give either --gpus or --accelerator/--devices")
+        accelerator, devices = ("gpu", gpus) if gpus > 0 else ("cpu", 1)
+    if accelerator in (None, "auto"):
+        accelerator = "gpu" if accelerator == "auto" and torch.cuda.is_available() else "cpu"
+    if accelerator not in ("cpu", "gpu"):
+        raise ValueError(f"--accelerator must be cpu, gpu or auto, got {accelerator!r}")
+    devices = 1 if devices is None else devices
+    if devices < 1:
+        raise ValueError(f"--devices must be >= 1, got {devices}")
+    if accelerator == "gpu" and devices > torch.cuda.device_count():
+        raise ValueError(f"{devices} GPU(s) per node requested but torch sees "
+                         f"{torch.cuda.device_count()}; for CPU processes use "
+                         f"--accelerator cpu --devices {devices}")
+    return accelerator, devices
+
+
+def _strategy(cfg: TrainConfig, world_size: int) -> str | DDPStrategy:
+    if world_size == 1:
+        return "auto"
+    # the search for parameters without a gradient costs a graph traversal per step: only where
+    # a phase of the run leaves some out (gloo on CPU, NCCL on GPU: Lightning's defaults)
+    return DDPStrategy(find_unused_parameters=phases_leave_parameters_unused(cfg))
+
+
 def main(
     cfg: TrainConfig,
     data_dir: str | Path | None,
@@ -96,9 +174,11 @@ def main(
     *,
     init: str | Path | None = None,
     dinov2_weights: str | Path | None = None,
-    gpus: int = 0,
+    accelerator: str = "cpu",
+    devices: int = 1,
     nodes: int = 1,
     resume: str | Path | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> Path:
     """Train MicKey and return the path of the best checkpoint (``last.ckpt`` if none is best).
 
@@ -110,13 +190,15 @@ def main(
         out_dir: run folder (checkpoints, logs, the config used).
         init: official or mickey_ros checkpoint to fine-tune from.
         dinov2_weights: DINOv2 weight file for ``init`` checkpoints without a backbone.
-        gpus: GPUs per node (0 = CPU); more than one GPU or node uses DDP.
+        accelerator: ``"cpu"`` or ``"gpu"`` (:func:`resolve_devices` checks a request).
+        devices: processes per node (GPUs, or CPU processes); more than one in all uses DDP.
         nodes: number of nodes.
-        resume: a Lightning checkpoint (e.g. ``last.ckpt``) to continue exactly from.
+        resume: a Lightning checkpoint (e.g. ``last.ckpt``) to continue from, to
+            ``cfg.max_steps``.
+        callbacks: extra Lightning callbacks (e.g. to monitor a run).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     L.seed_everything(cfg.seed, workers=True)
     model = _build_model(
         cfg, Path(init) if init else None, Path(dinov2_weights) if dinov2_weights else None
@@ -131,10 +213,10 @@ def main(
     periodic, best = _callbacks(cfg, out_dir / "checkpoints")
     every = cfg.validation.every_n_steps
     trainer = L.Trainer(
-        accelerator="gpu" if gpus > 0 else "cpu",
-        devices=gpus if gpus > 0 else 1,
+        accelerator=accelerator,
+        devices=devices,
         num_nodes=nodes,
-        strategy="ddp" if gpus * nodes > 1 else "auto",
+        strategy=_strategy(cfg, devices * nodes),
         precision=cfg.precision,
         max_epochs=cfg.max_epochs,
         max_steps=cfg.max_steps,
@@ -143,17 +225,14 @@ def main(
         limit_val_batches=cfg.validation.max_batches,
         log_every_n_steps=cfg.log_every_n_steps,
         num_sanity_val_steps=0,
-        callbacks=[periodic, best],
+        callbacks=[periodic, best, *(callbacks or [])],
         logger=_loggers(out_dir),
         default_root_dir=out_dir,
     )
+    if trainer.is_global_zero:
+        text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+        (out_dir / "train_config.yaml").write_text(text)
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
-    # Lightning saves only every N steps: without this, a max_steps between two periodic saves
-    # would leave last.ckpt up to N - 1 steps behind the final weights
-    final = out_dir / "checkpoints" / f"step-{trainer.global_step:07d}.ckpt"
-    if not final.exists():
-        trainer.save_checkpoint(final)
-    trainer.save_checkpoint(out_dir / "checkpoints" / "last.ckpt")
     if best.best_model_path:
         return Path(best.best_model_path)
     return Path(periodic.last_model_path or periodic.best_model_path)
@@ -166,7 +245,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder")
     parser.add_argument("--init", type=Path, help="checkpoint to fine-tune (official or ours)")
     parser.add_argument("--dinov2-weights", type=Path, help="DINOv2 weights for --init")
-    parser.add_argument("--gpus", type=int, default=0, help="GPUs per node (0 = CPU)")
+    parser.add_argument("--accelerator", choices=("cpu", "gpu", "auto"),
+                        help="device kind (default cpu; auto = gpu when CUDA is available)")
+    parser.add_argument("--devices", type=int,
+                        help="processes per node: GPUs, or CPU processes (DDP when > 1)")
+    parser.add_argument("--gpus", type=int, help="short for --accelerator gpu --devices N")
     parser.add_argument("--nodes", type=int, default=1, help="nodes for multi-node DDP")
     parser.add_argument("--resume", type=Path, help="Lightning checkpoint to resume exactly")
     parser.add_argument("--max-steps", type=int, help="override max_steps of the config")
@@ -186,10 +269,13 @@ def cli(argv: list[str] | None = None) -> int:
                            ("--dinov2-weights", args.dinov2_weights), ("--resume", args.resume)):
             if path is not None and not path.exists():
                 raise FileNotFoundError(f"{flag} {path} does not exist")
+        accelerator, devices = resolve_devices(args.accelerator, args.devices, args.gpus,
+                                               args.nodes)
         if args.threads:
             torch.set_num_threads(args.threads)
         best = main(cfg, args.data, args.out, init=args.init, dinov2_weights=args.dinov2_weights,
-                    gpus=args.gpus, nodes=args.nodes, resume=args.resume)
+                    accelerator=accelerator, devices=devices, nodes=args.nodes,
+                    resume=args.resume)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"mickey-train: error: {err}", file=sys.stderr)
         return 2

@@ -39,6 +39,7 @@ from mickey_ros.train.loss import (
     expected_loss,
     gt_matches,
     log_probs_of,
+    objective_over_pairs,
     pose_loss,
     reinforce_surrogate,
     sample_depth_at,
@@ -47,6 +48,37 @@ from mickey_ros.train.loss import (
 from mickey_ros.utils.config import config_to_dict
 
 CHECKPOINT_FORMAT = 1
+# parameters that no forward uses (DINOv2's iBOT mask token): kept for strict loading, never
+# trained, so that DDP does not wait for their gradient and Adam does not hold them
+NEVER_USED_PARAMETERS = ("mask_token",)
+
+
+def phases_leave_parameters_unused(config: TrainConfig) -> bool:
+    """Whether some training steps leave trainable parameters without a gradient.
+
+    Only the paper's objective reaches every head (keypoint scores, offsets, depth,
+    descriptors, dust-bin); the supervision terms alone leave the keypoint score and offset heads
+    out. DDP must then search for unused parameters at every step (``find_unused_parameters``).
+
+    >>> from mickey_ros.train.config import SupervisionConfig
+    >>> phases_leave_parameters_unused(TrainConfig())
+    False
+    >>> phases_leave_parameters_unused(TrainConfig(supervision=SupervisionConfig(pose_from_step=9)))
+    True
+    """
+    sup = config.supervision
+    return sup.pose_weight <= 0 or sup.pose_from_step > 0
+
+
+def draw_generator(seed: int, rank: int, step: int, device: torch.device | str = "cpu"
+                   ) -> torch.Generator:
+    """The random stream of one step on one rank, a pure function of ``(seed, rank, step)``.
+
+    Not a running RNG: a resumed run repeats the draws an uninterrupted run makes, and every DDP
+    rank draws independently of the others, reproducibly.
+    """
+    state = np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state))
 
 
 def validation_metrics(errors: Tensor, config: ValidationConfig) -> dict[str, float]:
@@ -96,6 +128,9 @@ class MicKeyTrainingModule(L.LightningModule):
         self.model_config: MickeyConfig = model.config
         self.compute_matches = model.compute_matches  # official key prefix in the state_dict
         self._net = [model]  # a list: not registered twice under a second prefix
+        for name, param in self.named_parameters():
+            if name.rsplit(".", 1)[-1] in NEVER_USED_PARAMETERS:
+                param.requires_grad_(False)
         self.register_buffer("virtual_points", virtual_points(torch.float32), persistent=False)
         v = config.validation
         self.solver_config = SolverConfig(
@@ -134,8 +169,7 @@ class MicKeyTrainingModule(L.LightningModule):
         }
 
     def _generator(self, step: int) -> torch.Generator:
-        # seeded from the step, not from a running RNG, so a resumed run repeats the same draws
-        return torch.Generator(device=self.device).manual_seed(self.config.seed * 1_000_003 + step)
+        return draw_generator(self.config.seed, self.global_rank, step, self.device)
 
     def pose_objective(
         self, out: dict[str, Any], batch: dict[str, Tensor], generator: torch.Generator
@@ -158,7 +192,7 @@ class MicKeyTrainingModule(L.LightningModule):
             keep = curriculum_mask(baseline, topk_percent(self.current_epoch, cfg.curriculum))
         else:
             keep = torch.ones_like(baseline, dtype=torch.bool)
-        objective = (baseline + surrogate)[keep].mean()
+        objective = objective_over_pairs(baseline, surrogate, keep)
         logs = {
             "train/vcre_loss": baseline[keep].mean().detach(),
             "train/vcre_loss_all": baseline.mean().detach(),
@@ -232,7 +266,9 @@ class MicKeyTrainingModule(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         if total.requires_grad:
             self.manual_backward(total)
-        finite = torch.isfinite(total).item() and self._grads_finite()
+        finite = bool(torch.isfinite(total).item()) and self._grads_finite()
+        # one decision for all ranks: a rank stepping alone would part the replicas' weights
+        finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if finite:
             self.clip_gradients(opt, self.config.optim.grad_clip_norm, "norm")
             opt.step()
@@ -304,10 +340,24 @@ class MicKeyTrainingModule(L.LightningModule):
             for key in [k for k in state if "dinov2" in k]:
                 del state[key]
 
+    def _drop_never_used_from_optimizer_state(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints from before NEVER_USED_PARAMETERS listed a trainable backbone's mask token
+        # in Adam's group (without state: it never had a gradient); drop its slot so they resume
+        named = list(self.named_parameters())
+        now = [n for n, p in named if p.requires_grad]
+        before = [n for n, p in named if p.requires_grad or (
+            not self.config.freeze_backbone and n.rsplit(".", 1)[-1] in NEVER_USED_PARAMETERS)]
+        for state in checkpoint.get("optimizer_states", []):
+            group = state["param_groups"][0]
+            if len(state["param_groups"]) == 1 and len(group["params"]) == len(before) != len(now):
+                kept = set(now)
+                group["params"] = [i for i, n in zip(group["params"], before) if n in kept]
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Put the stripped frozen backbone back so the strict resume succeeds."""
         state = checkpoint["state_dict"]
         for key, value in self.state_dict().items():  # re-insert the stripped frozen backbone
             if "dinov2" in key and key not in state:
                 state[key] = value
+        self._drop_never_used_from_optimizer_state(checkpoint)
         self.skipped_steps = int(checkpoint.get("mickey_ros", {}).get("skipped_steps", 0))

@@ -14,6 +14,7 @@ from mickey_ros.train.loss import (
     gt_matches,
     log_probs_of,
     null_loss_value,
+    objective_over_pairs,
     pose_loss,
     reinforce_surrogate,
     sample_depth_at,
@@ -73,19 +74,20 @@ class TestPoseLoss:
         loss = pose_loss(EYE, self.t, EYE, ZERO, _K(100.0), _K(300.0), ONE_POINT, cfg)
         assert loss.item() == pytest.approx(math.tanh(math.sqrt(100 + 1e-6) / 80.0), rel=1e-9)
 
-    def test_hard_clip_without_soft_clipping(self):
+    def test_raw_vcre_without_soft_clipping(self):
+        """Issue 18: the official loss without soft clipping is not clamped at 90 px."""
         cfg = LossConfig(soft_clipping=False, symmetric_vcre=False)
-        t = torch.tensor([4.0, 0.0, 0.0], dtype=torch.float64)  # 200 px > 90
+        t = torch.tensor([4.0, 0.0, 0.0], dtype=torch.float64)  # (50, 50) -> (250, 50): 200 px
         loss = pose_loss(EYE, t, EYE, ZERO, _K(100.0), _K(100.0), ONE_POINT, cfg)
-        assert loss.item() == 90.0
+        assert loss.item() == pytest.approx(math.sqrt(200.0**2 + 1e-6), rel=1e-12)
 
 
 class TestClipLoss:
     def test_values(self):
         err = torch.tensor([0.0, 80.0, 1000.0])
         assert torch.allclose(clip_loss(err, LossConfig()), torch.tanh(err / 80.0))
-        hard = clip_loss(err, LossConfig(soft_clipping=False))
-        assert hard.tolist() == [0.0, 80.0, 90.0]
+        raw = clip_loss(err, LossConfig(soft_clipping=False))
+        assert raw.tolist() == [0.0, 80.0, 1000.0]  # official: no clamp without soft clipping
 
 
 class TestNullLossValue:
@@ -125,6 +127,29 @@ class TestReinforceSurrogate:
         assert baseline.item() == pytest.approx(0.4)
         surrogate.sum().backward()
         expected = torch.tensor([[-0.2, 0.2]]).unsqueeze(-1).expand(1, 2, 3) / 2
+        assert torch.allclose(log_probs.grad, expected)
+
+
+class TestObjectiveOverPairs:
+    def test_official_normalisation(self):
+        """Issue 18: REINFORCE summed over the kept pairs, the direct term averaged."""
+        baseline = torch.tensor([0.2, 0.4, 0.6, 0.8], requires_grad=True)
+        surrogate = torch.tensor([0.1, -0.2, 0.3, 0.5], requires_grad=True)
+        keep = torch.tensor([True, False, True, True])
+        out = objective_over_pairs(baseline, surrogate, keep)
+        assert out.item() == pytest.approx((0.2 + 0.6 + 0.8) / 3 + (0.1 + 0.3 + 0.5), rel=1e-6)
+        out.backward()
+        assert baseline.grad.tolist() == pytest.approx([1 / 3, 0.0, 1 / 3, 1 / 3])
+        assert surrogate.grad.tolist() == [1.0, 0.0, 1.0, 1.0]
+
+    def test_reinforce_gradient_is_advantage_over_draws_per_kept_pair(self):
+        # with k = 2 kept pairs, d/d log P = (l_m - b) / M per pair, not divided by k
+        log_probs = torch.zeros(3, 2, 1, requires_grad=True)
+        draw_losses = torch.tensor([[0.2, 0.6], [0.1, 0.5], [0.9, 0.9]])
+        surrogate, baseline = reinforce_surrogate(log_probs, draw_losses)
+        keep = torch.tensor([True, True, False])
+        objective_over_pairs(baseline, surrogate, keep).backward()
+        expected = torch.tensor([[-0.1, 0.1], [-0.1, 0.1], [0.0, 0.0]]).unsqueeze(-1)
         assert torch.allclose(log_probs.grad, expected)
 
 

@@ -1,19 +1,29 @@
 import math
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch.utils.data import DataLoader, Dataset
 
 from mickey_ros.model.checkpoint import load_checkpoint
+from mickey_ros.model.config import get_model_config
 from mickey_ros.train.config import (
     CurriculumConfig,
     OptimConfig,
     SupervisionConfig,
     ValidationConfig,
+    load_train_config,
 )
-from mickey_ros.train.module import MicKeyTrainingModule, validation_metrics
+from mickey_ros.train.main import _build_model
+from mickey_ros.train.module import (
+    MicKeyTrainingModule,
+    draw_generator,
+    phases_leave_parameters_unused,
+    validation_metrics,
+)
 
 HEADS = ("det_head", "det_offset", "depth_head", "dsc_head")
 
@@ -117,6 +127,28 @@ def _fit(tmp_path, fixtures, max_steps: int, resume=None, config=None) -> _Recor
     return record
 
 
+class _AnotherRankNotFinite(SingleDeviceStrategy):
+    """A strategy whose other (simulated) rank saw a non-finite gradient at every step."""
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return False
+
+
+class TestSkippedStep:
+    def test_skip_is_decided_for_all_ranks(self, make_pair_dict, tiny_config):
+        """A rank that stepped while another skipped would part the DDP replicas (issue 18)."""
+        module = MicKeyTrainingModule(tiny_config())
+        before = {n: p.detach().clone() for n, p in module.named_parameters()}
+        trainer = L.Trainer(strategy=_AnotherRankNotFinite(device="cpu"), max_epochs=1,
+                            logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            enable_checkpointing=False, limit_val_batches=0)
+        loader = DataLoader(_FixedBatches(make_pair_dict), batch_size=2, shuffle=False)
+        trainer.fit(module, loader)
+        assert module.skipped_steps == 1 and trainer.global_step == 0
+        for name, param in module.named_parameters():
+            assert torch.equal(param, before[name]), name
+
+
 class TestResume:
     def test_resume_gives_identical_next_step_loss(self, tmp_path, make_pair_dict, tiny_config):
         fixtures = (make_pair_dict, tiny_config)
@@ -163,6 +195,75 @@ class TestCheckpoint:
         with torch.no_grad():
             expected = module.eval().net.extract(image).depth
             assert torch.allclose(model.extract(image).depth, expected)
+
+
+CONFIGS = sorted((Path(__file__).parents[3] / "config" / "train").glob("*.yaml"))
+
+
+def _unreached(module: MicKeyTrainingModule, batch, step: int) -> set[str]:
+    module.zero_grad(set_to_none=True)
+    module.compute_losses(batch, step)[0].backward()
+    return {n for n, p in module.named_parameters() if p.requires_grad and p.grad is None}
+
+
+class TestDdpParameterUse:
+    @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+    def test_shipped_config_reaches_every_parameter_or_searches(self, path, batch, tiny_config):
+        """Issue 18: DDP stopped at step 2 of synthetic_small.yaml on never-reached parameters.
+
+        The config's objective and phases, on its own model where that has no hub backbone
+        (else the tiny one): where a step leaves a trainable parameter without a gradient, the
+        run must ask DDP to search for unused parameters.
+        """
+        cfg = load_train_config(path)
+        hub = get_model_config(cfg.model).backbone.arch.startswith("vit")
+        tiny = tiny_config(model="mickey_tiny" if hub else cfg.model,
+                           freeze_backbone=cfg.freeze_backbone, loss=cfg.loss,
+                           curriculum=cfg.curriculum, supervision=cfg.supervision)
+        torch.manual_seed(0)
+        module = MicKeyTrainingModule(tiny, _build_model(tiny, None, None))
+        sup = cfg.supervision
+        unreached = {s: _unreached(module, batch, s) for s in sorted({0, sup.pose_from_step})}
+        assert phases_leave_parameters_unused(cfg) == any(unreached.values())
+        if sup.pose_weight > 0:  # the paper's objective reaches every trainable parameter
+            assert unreached[sup.pose_from_step] == set()
+
+    def test_mask_token_is_never_trained(self, tiny_config):
+        module = MicKeyTrainingModule(tiny_config(freeze_backbone=False),
+                                      _build_model(tiny_config(freeze_backbone=False), None, None))
+        backbone = "compute_matches.extractor.dinov2_custom."
+        frozen = [n for n, p in module.named_parameters() if n.startswith(backbone)
+                  and not p.requires_grad]
+        assert frozen == [backbone + "mask_token"]
+        assert "compute_matches.extractor.dinov2_custom.mask_token" in module.state_dict()
+
+    def test_checkpoint_that_trained_the_mask_token_resumes(self, batch, tiny_config):
+        """Adam states of a run from before the mask token was frozen map onto the same names."""
+        cfg = tiny_config(freeze_backbone=False)
+        module = MicKeyTrainingModule(cfg, _build_model(cfg, None, None))
+        named = list(module.named_parameters())
+        old_params = [p for n, p in named if p.requires_grad or n.endswith("mask_token")]
+        old = torch.optim.Adam(old_params, lr=1e-3)
+        module.compute_losses(batch, step=0)[0].backward()
+        old.step()
+        checkpoint = {"state_dict": module.state_dict(), "optimizer_states": [old.state_dict()]}
+        module.on_load_checkpoint(checkpoint)
+        new = module.configure_optimizers()
+        new.load_state_dict(checkpoint["optimizer_states"][0])
+        by_param = {id(p): n for n, p in named}
+        for param, state in new.state.items():
+            assert torch.equal(state["exp_avg"], old.state[param]["exp_avg"]), by_param[id(param)]
+        assert len(new.state) == len(old.state) == len(new.param_groups[0]["params"])
+
+
+class TestDrawGenerator:
+    def test_reproducible_per_rank_and_independent_across_ranks(self):
+        """Issue 18: every DDP rank drew the same hypotheses (seeded from the step only)."""
+        draw = [torch.rand(4, generator=draw_generator(66, rank, 7)) for rank in (0, 0, 1)]
+        assert torch.equal(draw[0], draw[1])
+        assert not torch.allclose(draw[0], draw[2], atol=1e-3)
+        other_step = torch.rand(4, generator=draw_generator(66, 0, 8))
+        assert not torch.allclose(draw[0], other_step, atol=1e-3)
 
 
 class TestValidationMetrics:
