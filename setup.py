@@ -6,9 +6,11 @@ setup(
     name="mickey_ros",
     version="0.1.0",
     description="Metric relative pose from two RGB images with MicKey, for ROS 2 robots",
-    packages=find_packages(include=["mickey_ros", "mickey_ros.*"]),
-    package_data={"mickey_ros": ["data/*", "data/**/*"]},
-    include_package_data=True,
+    # mickey_ros/data holds no code (the demo model): a data-only package, listed explicitly so
+    # setuptools ships it without its "absent from the packages configuration" warning.
+    packages=[*find_packages(include=["mickey_ros", "mickey_ros.*"]), "mickey_ros.data"],
+    package_data={"mickey_ros.data": ["*.ckpt"]},
+    license="Apache-2.0",
     python_requires=">=3.10",
     # torch is the user's build (CUDA, JetPack or CPU): install it first, never pinned here.
     install_requires=[
@@ -24,6 +26,8 @@ setup(
     extras_require={
         "synth": ["moderngl>=5.8", "scikit-image"],
         "train": ["lightning>=2.2"],
+        # ONNX export and the onnxruntime backend (CPU); on a GPU install onnxruntime-gpu instead
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "test": [
             "pytest",
             "hypothesis",
@@ -33,6 +37,9 @@ setup(
             "moderngl>=5.8",
             "scikit-image",
             "lightning>=2.2",
+            "onnx",
+            "onnxruntime",
+            "onnxscript",
         ],
     },
     entry_points={

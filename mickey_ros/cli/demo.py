@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError
+from mickey_ros.cli.main import UserError, add_size_argument
 
 DEFAULT_WORKDIR = Path("~/.cache/mickey_ros/demo")
 
@@ -26,8 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="cache for the bag and the outputs (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=8.0, help="bag length (default 8 s)")
     parser.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz (default 5)")
-    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"),
-                        help="image size (default 320 240, the demo model's training size)")
+    add_size_argument(parser, "image size (default 320x240, the demo model's training size)",
+                      default=(320, 240))
     parser.add_argument("--seed", type=int, default=0, help="scene and path seed")
     parser.add_argument("--storage", default="mcap", choices=["sqlite3", "mcap"])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")

@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError, add_model_arguments
+from mickey_ros.cli.main import UserError, add_model_arguments, check_working_size
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +69,14 @@ def _model_settings(args: argparse.Namespace):
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.size:
+        check_working_size(args.size)
     return ModelSettings(
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
         dinov2_weights=str(args.dinov2_weights) if args.dinov2_weights else None,
         device=args.device,
         precision=args.precision,
-        resize=tuple(args.resize) if args.resize else None,
+        resize=tuple(args.size) if args.size else None,
         seed=args.seed,
     )
 
@@ -94,7 +96,8 @@ def _run_mapfree(args: argparse.Namespace) -> None:
         write_invalid=not args.skip_invalid,
     )
     result = mapfree.evaluate(cfg, args.data, args.out, args.seeds)
-    _print(result["summary"] or result["per_seed"] or {"submissions": result["submissions"]})
+    _print({"model": cfg.model.label,
+            **(result["summary"] or result["per_seed"] or {"submissions": result["submissions"]})})
 
 
 def _run_score(args: argparse.Namespace) -> None:
@@ -109,7 +112,7 @@ def _run_pairs(args: argparse.Namespace) -> None:
 
     cfg = pairs.PairsEvalConfig(model=_model_settings(args))
     result = pairs.evaluate(cfg, args.pairs, args.images, args.out, args.seeds)
-    _print(result["summary"] or result["per_seed"])
+    _print({"model": cfg.model.label, **(result["summary"] or result["per_seed"])})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from mickey_ros.cli.main import UserError, add_model_arguments
-from mickey_ros.mapfree.files import ParseReport, intrinsics_matrix, read_intrinsics
+from mickey_ros.cli.export import add_backend_arguments, backend_options
+from mickey_ros.cli.main import (
+    UserError,
+    add_model_arguments,
+    check_working_size,
+    default_working_size,
+    print_note,
+)
+from mickey_ros.mapfree.files import (
+    CameraIntrinsics,
+    ParseReport,
+    intrinsics_matrix,
+    read_intrinsics,
+)
+
+ASPECT_TOLERANCE = 0.01  # relative: 1920x1080 vs 1918x1080 is the same camera, 4:3 vs 16:9 not
+
+
+class Notes:
+    """Prints each ``note:`` line to stderr once (the same image given twice says it once)."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def __call__(self, text: str) -> None:  # noqa: D102
+        if text not in self.said:
+            self.said.append(text)
+            print_note(text)
 
 
 def _parse_k(text: str, flag: str) -> np.ndarray:
@@ -22,19 +49,93 @@ def _parse_k(text: str, flag: str) -> np.ndarray:
     return intrinsics_matrix(fx, fy, cx, cy)
 
 
-def _lookup_intrinsics(path: Path, image: Path) -> np.ndarray:
+def _aspect_differs(a_wh: tuple[int, int], b_wh: tuple[int, int]) -> bool:
+    return abs(a_wh[0] * b_wh[1] / (a_wh[1] * b_wh[0]) - 1) > ASPECT_TOLERANCE
+
+
+def intrinsics_for_image(
+    cam: CameraIntrinsics,
+    image_wh: tuple[int, int],
+    where: str,
+    note: Callable[[str], object] = print_note,
+) -> np.ndarray:
+    """K for an image of ``image_wh`` from a line stating another size: scaled, or refused.
+
+    Args:
+        cam: the intrinsics line (K and the width x height it was calibrated at).
+        image_wh: (W, H) of the image file.
+        where: names the line in messages.
+        note: called with one line when K is scaled.
+
+    Returns:
+        (3, 3) K for the image: the line's K when the sizes agree, else K scaled (pixel-centre
+        convention) when the aspect ratio is the same (a resized copy of the calibrated image).
+
+    Raises:
+        UserError: the aspect ratio differs (a crop or another camera: scaling cannot be right).
+    """
+    from mickey_ros.utils.images import scale_intrinsics
+
+    stated = (cam.width, cam.height)
+    if stated == tuple(image_wh) or min(stated) <= 0:
+        return cam.K
+    if _aspect_differs(stated, image_wh):
+        raise UserError(
+            f"{where} states {stated[0]}x{stated[1]} but the image is {image_wh[0]}x{image_wh[1]} "
+            "(another aspect ratio: a crop or another camera); fix the line's K and size, or "
+            "pass --ref-K/--query-K"
+        )
+    note(f"{where} is for {stated[0]}x{stated[1]}; K scaled to the image's "
+          f"{image_wh[0]}x{image_wh[1]}")
+    return scale_intrinsics(cam.K, image_wh[0] / stated[0], image_wh[1] / stated[1])
+
+
+def _lookup_intrinsics(path: Path, image: Path) -> CameraIntrinsics:
     """Find an image's line in a Map-free intrinsics file by path suffix or file name."""
     report = ParseReport()
     table = read_intrinsics(path, report)
     wanted = image.as_posix()
     for name, cam in table.items():
         if wanted.endswith(name) or name.endswith(wanted) or Path(name).name == image.name:
-            return cam.K
+            return cam
     hint = f" (skipped lines: {report.summary()})" if report.skipped else ""
     raise UserError(
         f"no line for {image} in {path}; it has {sorted(table)[:6]}{hint}. "
         "Name each image as in the file, or pass --ref-K/--query-K"
     )
+
+
+def _intrinsics(args: argparse.Namespace, which: str, rgb: np.ndarray, note: Notes) -> np.ndarray:
+    text, image = getattr(args, f"{which}_K"), getattr(args, which)
+    if text:
+        return _parse_k(text, f"--{which}-K")
+    cam = _lookup_intrinsics(args.intrinsics, image)
+    return intrinsics_for_image(cam, (rgb.shape[1], rgb.shape[0]), f"{args.intrinsics}: {image}",
+                                note)
+
+
+def working_size(
+    args: argparse.Namespace, ref_rgb: np.ndarray, query_rgb: np.ndarray, note: Notes
+) -> tuple[int, int] | None:
+    """The network input (W, H), checked for cost and aspect; None keeps each image's size.
+
+    ``--size`` if given; else None when both images fit in 720 px, else the query image scaled
+    down to a 720 px long side (an 8000x6000 photo would need hours and gigabytes at full size).
+    """
+    H, W = query_rgb.shape[:2]
+    if args.size:
+        size = tuple(args.size)
+    elif max(*ref_rgb.shape[:2], H, W) <= 720:
+        return None
+    else:
+        size = default_working_size(W, H)
+        note(f"network input {size[0]}x{size[1]} (the query scaled to a 720 px long side); "
+              "--size WxH sets another")
+    if _aspect_differs(size, (W, H)):
+        note(f"--size {size[0]}x{size[1]} changes the aspect of {args.query} ({W}x{H}): the "
+              f"image is stretched; --size {size[0]}x{round(size[0] * H / W)} keeps it")
+    check_working_size(size, warn=note)
+    return size
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +146,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--intrinsics", type=Path, help="Map-free intrinsics.txt with both images")
     parser.add_argument("--ref-K", help="reference intrinsics fx,fy,cx,cy")
     parser.add_argument("--query-K", help="query intrinsics fx,fy,cx,cy")
-    add_model_arguments(parser)
+    add_model_arguments(parser, "the images, scaled down to a 720 px long side")
+    add_backend_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--viz", type=Path, help="write a PNG with matches and depth maps")
     parser.set_defaults(run=run)
@@ -58,53 +160,52 @@ def run(args: argparse.Namespace) -> int:
 
     if args.intrinsics is None and (args.ref_K is None or args.query_K is None):
         raise UserError("give --intrinsics FILE, or both --ref-K and --query-K")
-    K_ref = (
-        _parse_k(args.ref_K, "--ref-K")
-        if args.ref_K
-        else _lookup_intrinsics(args.intrinsics, args.ref)
-    )
-    K_query = (
-        _parse_k(args.query_K, "--query-K")
-        if args.query_K
-        else _lookup_intrinsics(args.intrinsics, args.query)
-    )
+    note = Notes()
+    ref_rgb, query_rgb = load_rgb(args.ref, note), load_rgb(args.query, note)
+    K_ref = _intrinsics(args, "ref", ref_rgb, note)
+    K_query = _intrinsics(args, "query", query_rgb, note)
     config = EstimatorConfig(
         device=args.device,
         precision=args.precision,
-        resize=tuple(args.resize) if args.resize else None,
+        resize=working_size(args, ref_rgb, query_rgb, note),
         seed=args.seed,
         keep_matches=args.viz is not None,
+        **backend_options(args),
     )
-    if args.checkpoint is None:
+    if args.onnx_path and args.backend != "torch":
+        estimator = RelativePoseEstimator.from_onnx(args.onnx_path, config)
+    elif args.checkpoint is None:
         estimator = RelativePoseEstimator.from_demo(config)
     else:
         estimator = RelativePoseEstimator.from_checkpoint(
             args.checkpoint, args.dinov2_weights, config
         )
-    ref_rgb, query_rgb = load_rgb(args.ref), load_rgb(args.query)
     estimate = estimator.estimate_pair(ref_rgb, K_ref, query_rgb, K_query)
     if args.viz is not None:
         from mickey_ros.cli.viz import save_estimate_figure
 
-        save_estimate_figure(ref_rgb, query_rgb, estimate, args.viz)
+        save_estimate_figure(ref_rgb, query_rgb, estimate, args.viz, estimator.model_name)
+    size = config.resize or (query_rgb.shape[1], query_rgb.shape[0])
     if args.json:
-        print(json.dumps(estimate.to_dict()))
+        print(json.dumps({**estimate.to_dict(), "model": estimator.model_name,
+                          "network_input_wh": list(size)}))
     else:
-        print(_summary(estimate, args.viz))
+        print(_summary(estimate, estimator.model_name, size, args.viz))
     return 0 if estimate.valid else 1
 
 
-def _summary(estimate, viz: Path | None) -> str:
+def _summary(estimate, model: str, size_wh: tuple[int, int], viz: Path | None) -> str:
+    lines = [f"model            : {model}", f"network input    : {size_wh[0]}x{size_wh[1]} px"]
     if not estimate.valid:
-        return f"no pose: {estimate.reason}"
+        return "\n".join([*lines, f"no pose: {estimate.reason}"])
     angle = np.degrees(np.arccos(np.clip((np.trace(estimate.R) - 1) / 2, -1, 1)))
     q = estimate.q_wxyz
-    lines = [
+    lines += [
         f"t_query_ref [m]  : {np.array2string(estimate.t, precision=4)} (|t| = "
         f"{np.linalg.norm(estimate.t):.3f} m)",
         f"rotation         : {angle:.2f} deg, q_wxyz = {np.array2string(q, precision=5)}",
-        f"confidence       : {estimate.confidence:.1f} / {estimate.num_samples} "
-        f"({estimate.num_inliers} inliers)",
+        f"confidence       : {estimate.confidence:.1f} / {estimate.num_samples} soft inliers "
+        f"(inlier ratio {estimate.inlier_ratio:.2f}; {estimate.num_inliers} hard inliers)",
         "timings [ms]     : " + ", ".join(f"{k} {v:.0f}" for k, v in estimate.timings_ms.items()),
     ]
     if viz is not None:

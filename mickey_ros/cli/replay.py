@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError
+from mickey_ros.cli.main import UserError, add_size_argument, check_device, check_working_size
 
 
 def _floats(text: str, flag: str, count: int) -> tuple[float, ...]:
@@ -54,8 +54,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                        "mickey_tiny): tests the pipeline only, poses are meaningless")
     model.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     model.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
-    model.add_argument("--resize", type=int, nargs=2, metavar=("W", "H"),
-                       help="network input size (K is rescaled)")
+    add_size_argument(model, "network input size, e.g. 720x540 (default: the params file's "
+                      "model.input_width/height, else the image size); K is rescaled")
     model.add_argument("--tf-mode", choices=["relative", "attach_reference", "map_to_odom", "none"])
     model.add_argument("--min-confidence", type=float, help="gate: minimum inlier ratio in [0, 1]")
     model.add_argument("--camera-info-mode", choices=["sync", "latest"])
@@ -67,7 +67,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 def _add_output_args(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", type=Path,
-                     help="output bag (default: <bag>-replay-<model>-<tf_mode>)")
+                     help="output bag (default: <bag>-replay-<model>-<tf_mode>, or the first "
+                     "free <name>-2, -3, ...; --overwrite replaces the default name instead)")
     out.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"])
     out.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
     out.add_argument("--every", type=int, default=1, help="process every N-th frame")
@@ -112,8 +113,10 @@ def node_params(args: argparse.Namespace):
         model = dataclasses.replace(model, device=args.device or _auto_device())
     if args.precision:
         model = dataclasses.replace(model, precision=args.precision)
-    if args.resize:
-        model = dataclasses.replace(model, input_width=args.resize[0], input_height=args.resize[1])
+    if args.size:
+        model = dataclasses.replace(model, input_width=args.size[0], input_height=args.size[1])
+    if model.input_width and model.input_height:
+        check_working_size((model.input_width, model.input_height))
     if args.tf_mode:
         out = dataclasses.replace(out, tf_mode=args.tf_mode)
     if args.publish_pose:
@@ -165,6 +168,13 @@ def run(args: argparse.Namespace) -> int:
     if args.list_topics:
         return _list_topics(args.bag)
     cfg = replay_config(args)
+    device = cfg.node.model.device
+    if args.params and not args.device:  # from the params file: say the fix in CLI terms
+        try:
+            check_device(device)
+        except UserError:
+            raise UserError(f"{args.params} sets model.device {device!r} but torch sees no "
+                            "usable CUDA GPU; pass --device cpu") from None
     try:
         result = replay(cfg, args.bag, args.out)
     except FileExistsError as err:

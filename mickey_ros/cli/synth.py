@@ -20,20 +20,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError
+from mickey_ros.cli.main import UserError, add_size_argument
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"540x720"`` -> (540, 720) (width x height)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"size must be WIDTHxHEIGHT, e.g. 540x720, got {text!r}"
-        ) from None
-    if width < 32 or height < 32:
-        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
-    return width, height
+MIN_RENDER_SIDE = 32  # smaller renders carry too few texture cells to be useful
 
 
 def _pair_config(args: argparse.Namespace):
@@ -113,7 +102,7 @@ def _add_pairs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pairs", help="image pairs with K, T_1_0, depth and overlap (.npz)")
     p.add_argument("--out", type=Path, required=True, help="output folder (new)")
     p.add_argument("--count", type=int, required=True, help="number of pairs")
-    p.add_argument("--size", type=parse_size, default=(540, 720), help="WxH (default 540x720)")
+    add_size_argument(p, "image WxH (default 540x720)", default=(540, 720))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--preset",
@@ -156,7 +145,7 @@ def _add_mapfree(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenes", type=int, required=True, help="number of scenes")
     p.add_argument("--frames-per-seq", type=int, required=True, help="frames per scan")
     p.add_argument("--split", choices=["train", "val"], default="val")
-    p.add_argument("--size", type=parse_size, default=(540, 720), help="WxH (default 540x720)")
+    add_size_argument(p, "image WxH (default 540x720)", default=(540, 720))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--first-scene-id", type=int, default=0, help="number of the first sXXXXX")
     p.add_argument("--depth-suffix", default="", metavar="SUFFIX",
@@ -171,7 +160,7 @@ def _add_rosbag(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", choices=["sqlite3", "mcap"], default="sqlite3")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz")
-    p.add_argument("--size", type=parse_size, default=(320, 240), help="WxH (default 320x240)")
+    add_size_argument(p, "image WxH (default 320x240)", default=(320, 240))
     p.add_argument(
         "--compressed",
         action="store_true",
@@ -196,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the chosen sub-command; rendering needs EGL, reported as a one-line error if absent."""
     from mickey_ros.synth.render import EGLUnavailableError
 
+    if min(args.size) < MIN_RENDER_SIDE:
+        W, H = args.size
+        raise UserError(f"--size {W}x{H} is too small to render; use at least "
+                        f"{MIN_RENDER_SIDE}x{MIN_RENDER_SIDE}")
     try:
         return int(args.synth_run(args))
     except (EGLUnavailableError, FileExistsError) as err:

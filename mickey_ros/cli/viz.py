@@ -8,13 +8,33 @@ import numpy as np
 
 from mickey_ros.estimator.result import PoseEstimate
 
+DIVIDER_PX = 6  # white gap between the two images, so where one ends is plain
+
 
 def _side_by_side(ref: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, int]:
+    """Both images on one canvas with a white divider; returns it and the query's x offset."""
     H = max(ref.shape[0], query.shape[0])
-    canvas = np.full((H, ref.shape[1] + query.shape[1], 3), 255, dtype=np.uint8)
+    offset = ref.shape[1] + DIVIDER_PX
+    canvas = np.full((H, offset + query.shape[1], 3), 255, dtype=np.uint8)
     canvas[: ref.shape[0], : ref.shape[1]] = ref
-    canvas[: query.shape[0], ref.shape[1] :] = query
-    return canvas, ref.shape[1]
+    canvas[: query.shape[0], offset:] = query
+    return canvas, offset
+
+
+def describe_estimate(estimate: PoseEstimate, model_name: str = "") -> str:
+    """Two lines for a figure title: the pose (translation and rotation) and its source."""
+    if not estimate.valid:
+        head = f"no pose: {estimate.reason}"
+    else:
+        angle = np.degrees(np.arccos(np.clip((np.trace(estimate.R) - 1) / 2, -1, 1)))
+        t = np.asarray(estimate.t)
+        head = (
+            f"query relative to reference: t = ({t[0]:.2f}, {t[1]:.2f}, {t[2]:.2f}) m "
+            f"(|t| = {np.linalg.norm(t):.2f} m), rotation {angle:.1f} deg\n"
+            f"confidence {estimate.confidence:.0f} of {estimate.num_samples} soft inliers "
+            f"(ratio {estimate.inlier_ratio:.2f}), {estimate.num_inliers} hard inliers"
+        )
+    return head + (f"\nmodel: {model_name}" if model_name else "")
 
 
 def save_estimate_figure(
@@ -22,6 +42,7 @@ def save_estimate_figure(
     query_rgb: np.ndarray,
     estimate: PoseEstimate,
     out_path: str | Path,
+    model_name: str = "",
     max_lines: int = 150,
     seed: int = 0,
 ) -> Path:
@@ -32,6 +53,7 @@ def save_estimate_figure(
         query_rgb: (H1, W1, 3) uint8 query image.
         estimate: result of ``RelativePoseEstimator`` run with ``keep_matches=True``.
         out_path: PNG path.
+        model_name: shown in the title (which weights produced the pose).
         max_lines: at most this many inlier lines are drawn (random subset, ``seed``).
         seed: subset selection seed.
     """
@@ -55,13 +77,11 @@ def save_estimate_figure(
         ax.plot([x0, x1 + offset], [y0, y1], "-", color="lime", lw=0.6, alpha=0.8)
     ax.scatter(kpts_ref[:, 0], kpts_ref[:, 1], s=4, c="yellow")
     ax.scatter(kpts_query[:, 0] + offset, kpts_query[:, 1], s=4, c="yellow")
-    title = (
-        f"|t| = {np.linalg.norm(estimate.t):.3f} m, confidence {estimate.confidence:.1f}, "
-        f"{estimate.num_inliers} inliers"
-        if estimate.valid
-        else f"invalid: {estimate.reason}"
-    )
-    ax.set_title(title)
+    for x, label in ((0, "reference (keyframe)"), (offset, "query (live)")):
+        ax.text(x + 4, 4, label, va="top", fontsize=10, color="white",
+                bbox={"facecolor": "black", "alpha": 0.7, "pad": 2})
+    drawn = f"green lines: {len(kpts_ref)} of the {estimate.num_inliers} hard-inlier matches"
+    ax.set_title(describe_estimate(estimate, model_name) + "\n" + drawn, fontsize=10)
     ax.axis("off")
     for col, key, label in ((0, "depth_ref", "reference"), (1, "depth_query", "query")):
         ax_depth = fig.add_subplot(grid[1, col])

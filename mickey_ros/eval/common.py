@@ -45,6 +45,13 @@ class ModelSettings:
         """Settings part of a run name, e.g. ``mickey-r540x720-fp16-seed0``."""
         return f"{self.base_tag}-seed{self.seed}"
 
+    @property
+    def label(self) -> str:
+        """The model as outputs name it (file name; the demo model carries its not-for-use note)."""
+        from mickey_ros.estimator.relative_pose import model_label  # heavy: model code
+
+        return model_label(self.checkpoint)
+
     def with_seed(self, seed: int) -> ModelSettings:
         """The same settings with another solver seed."""
         return replace(self, seed=seed)
@@ -63,8 +70,8 @@ def build_estimator(settings: ModelSettings) -> PoseEstimator:
         resize=settings.resize,
         seed=settings.seed,
     )
+    LOG.info("model: %s", settings.label)
     if not settings.checkpoint:
-        LOG.info("no checkpoint given: using the bundled demo model")
         return RelativePoseEstimator.from_demo(config)
     return RelativePoseEstimator.from_checkpoint(
         settings.checkpoint, settings.dinov2_weights, config=config

@@ -226,7 +226,8 @@ def evaluate(
         submissions[cfg_k.model.seed] = submission
         if scored:
             results = score.main(
-                submission, data_root, cfg.split, submission.parent / "score", cfg.scenes
+                submission, data_root, cfg.split, submission.parent / "score", cfg.scenes,
+                cfg.model.label,
             )
             per_seed[cfg_k.model.seed] = {k: v for k, v in results.items() if k != "details"}
     summary = None

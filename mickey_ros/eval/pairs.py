@@ -271,7 +271,7 @@ def main(
         _estimate_all(pairs, images_dir, estimator, results_path, done)
     errors = pair_errors(pairs, [done[i] for i in range(len(pairs))])
     metrics = summarise(errors)
-    write_pairs_report(run_dir, metrics, errors)
+    write_pairs_report(run_dir, metrics, errors, cfg.model.label)
     return metrics
 
 

@@ -143,7 +143,8 @@ def write_mapfree_report(out_dir: Path, results: dict, scores: list[SceneScore])
     lines = [
         f"# Map-free evaluation: {details['split']}",
         "",
-        f"Submission: `{details['submission']}`",
+        f"Submission: `{details['submission']}`"
+        + (f", model: {details['model']}" if "model" in details else ""),
         f"Scenes {details['scenes']}, sampled frames {details['frames']}, estimates "
         f"{details['estimates']}, failures {details['failures']}, skipped lines "
         f"{len(details['skipped_lines'])}.",
@@ -180,16 +181,20 @@ def write_mapfree_report(out_dir: Path, results: dict, scores: list[SceneScore])
     return report
 
 
-def write_pairs_report(out_dir: Path, metrics: dict, errors: dict[str, np.ndarray]) -> Path:
+def write_pairs_report(
+    out_dir: Path, metrics: dict, errors: dict[str, np.ndarray], model: str | None = None
+) -> Path:
     """Write metrics.json, report.md and an error-histogram PNG for a pair-list evaluation.
 
     Args:
         out_dir: output folder.
         metrics: the summary from ``pairs.summarise``.
         errors: ``{"pose_err_deg": (N,), "t_err_m": (N,)}``, failures as ``inf``.
+        model: the model evaluated (``ModelSettings.label``): metrics.json's ``model`` and the
+            report's heading line.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", metrics if model is None else {"model": model, **metrics})
     _plot_histograms(
         out_dir / HIST_PLOT,
         {
@@ -197,7 +202,7 @@ def write_pairs_report(out_dir: Path, metrics: dict, errors: dict[str, np.ndarra
             "translation error (m)": (errors["t_err_m"], 0.5),
         },
     )
-    lines = ["# Relative-pose evaluation", ""]
+    lines = ["# Relative-pose evaluation", ""] + ([f"Model: {model}", ""] if model else [])
     lines += _table(["Metric", "Value"], [[k, v] for k, v in metrics.items()])
     lines += ["", f"![errors]({HIST_PLOT})"]
     report = out_dir / "report.md"

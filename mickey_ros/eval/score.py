@@ -2,10 +2,12 @@
 
 Written from reference/mapfree_benchmark.md §1.4 (the official code is non-commercial):
 ground truth is every 5th query line of ``poses.txt``; submitted lines are matched to it by frame
-number (``name[-9:-4]``); a sampled frame without a valid line is a failure (a missing
-``pose_<scene>.txt`` fails the whole scene); malformed lines are skipped with a warning naming the
-file and line. Translation error = camera-centre distance, rotation error from quaternions, VCRE
-with the query's K and the last intrinsics line's W, H; thresholds are strict.
+number (``name[-9:-4]``); a sampled frame without a valid line is a failure. A missing
+``pose_<scene>.txt`` fails the whole scene *before* the sampling, as the official evaluator does:
+every query line of ``poses.txt`` (distinct frame numbers) counts as a failure, not every 5th.
+Malformed lines are skipped with a warning naming the file and line. Translation error =
+camera-centre distance, rotation error from quaternions, VCRE with the query's K and the last
+intrinsics line's W, H; thresholds are strict.
 """
 
 from __future__ import annotations
@@ -137,10 +139,14 @@ def score_scene(
 
     Args:
         scene: the ground-truth scene.
-        estimates: parsed submission lines; None when the scene's file is missing.
+        estimates: parsed submission lines; None when the scene's file is missing: then every
+            query frame (distinct frame numbers, unsampled) is a failure, as officially.
         sample_step: the official every-5th-line sampling.
     """
-    by_number = {frame_number(e.name): e for e in estimates or []}
+    if estimates is None:  # official compute_scene_metrics returns before subsampling
+        unsampled = {frame_number(f): f for f in scene.query_frames(1)}
+        return SceneScore(scene.name, failures=list(unsampled.values()))
+    by_number = {frame_number(e.name): e for e in estimates}
     width, height = scene.image_size
     result = SceneScore(scene.name)
     gt, est = [], []
@@ -225,7 +231,8 @@ def score_submission(
         LOG.warning("submission has scenes not in %s/%s: %s", data_root, split, unexpected)
     missing = sorted({s.name for s in gt_scenes} - set(submitted))
     if missing:
-        LOG.warning("no pose file for %d scenes (all their frames fail): %s", len(missing), missing)
+        LOG.warning("no pose file for %d scenes (every query frame fails, unsampled, as "
+                    "officially): %s", len(missing), missing)
     if report.skipped:
         LOG.warning("skipped %d submission lines:\n%s", len(report.skipped), report.summary(20))
     scores = [score_scene(s, submitted.get(s.name)) for s in gt_scenes]
@@ -253,13 +260,25 @@ def main(
     split: str = "val",
     out_dir: str | Path | None = None,
     scenes: tuple[str, ...] | list[str] | None = None,
+    model: str | None = None,
 ) -> dict:
     """Score ``submission`` and, with ``out_dir``, write metrics.json, report.md and plots.
+
+    Args:
+        submission: submission.zip or a folder of ``pose_<scene>.txt``.
+        data_root: folder with the split.
+        split: split with ground truth.
+        out_dir: where the report goes (None: nothing written).
+        scenes: subset of scene ids (None: all).
+        model: the model that made the submission (``ModelSettings.label``), recorded in
+            ``details`` and the report when known.
 
     Returns:
         The result dict: the official keys plus ``details``.
     """
     results, scores = score_submission(submission, data_root, split, scenes)
+    if model is not None:
+        results["details"]["model"] = model
     if out_dir is not None:
         write_mapfree_report(Path(out_dir), results, scores)
     return results

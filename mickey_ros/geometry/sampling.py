@@ -1,7 +1,12 @@
 """Correspondence and minimal-set sampling for the probabilistic RANSAC (and training).
 
-Both samplers use ``torch.multinomial`` without replacement with the caller's generator, so a
-seed fixes the result. Memory stays bounded by sampling in chunks of draws.
+Both samplers (correspondences and minimal sets) draw without replacement with probability
+proportional to their weights, using the caller's generator, so a seed fixes the result. The
+method is a parameter: ``"exponential_keys"`` (the default, the speed path: Efraimidis-Spirakis,
+the top-k of ``log(u) / p``) or ``"multinomial"`` (``torch.multinomial``, the reference path the
+official code uses); both draw from the same distribution (a test compares their inclusion
+frequencies), but not the same indices for a seed. Memory stays bounded by sampling in chunks of
+draws.
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def sample_correspondences(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Draw ``num_draws`` sets of ``num_samples`` distinct correspondences per pair, prob ∝ P.
 
-    ``torch.multinomial`` without replacement over the flattened ``N0 * N1`` matrix. Rows and
+    Without replacement over the flattened ``N0 * N1`` matrix, by ``method``. Rows and
     columns that are zero in every pair of the batch are dropped first (an exact shortcut: they
     can never be drawn), which halves the work at 720x540 where border keypoints have p = 0.
 

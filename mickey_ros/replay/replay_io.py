@@ -11,6 +11,7 @@ uses, so the two cannot drift apart.
 from __future__ import annotations
 
 import bisect
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from mickey_ros.relocalization.session import (
 )
 from mickey_ros.replay.tf_buffer import TfBuffer, TfLookupError
 from mickey_ros.utils.images import ImageError, load_rgb
+
+log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 # tf2_ros.TransformBroadcaster's profile (DynamicBroadcasterQoS): reliable, volatile, keep last 100
@@ -148,7 +151,7 @@ def load_reference_image(
     Raises:
         ImageError: without intrinsics, when the live camera's CameraInfo size differs.
     """
-    rgb = load_rgb(path)
+    rgb = load_rgb(path, note=log.warning)
     if intrinsics:
         K = intrinsics_matrix(*intrinsics)
     else:

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mickey_ros.bags.reader import BagReader, ReadIssues
 from mickey_ros.estimator.result import PoseEstimator
 from mickey_ros.relocalization.params import NodeParams, build_estimator
@@ -115,11 +113,13 @@ class ReplayResult:
     files: dict[str, Path] = field(default_factory=dict)
     interrupted: bool = False
     fps: float = 0.0
+    model: str = ""  # which weights produced the poses (the estimator's model_name)
 
     def report(self) -> str:
         """The text the CLI prints."""
-        lines = [f"output bag: {self.out_bag}" + (" (interrupted: partial)" if self.interrupted
-                                                  else "")]
+        lines = [f"model: {self.model}"] if self.model else []
+        lines.append(f"output bag: {self.out_bag}" + (" (interrupted: partial)"
+                                                       if self.interrupted else ""))
         lines += [f"{name}: {path}" for name, path in self.files.items()]
         lines.append(format_summary(self.summary) + f"\nspeed: {self.fps:.2f} frames/s")
         for title, issues in (("bag", self.read_issues), ("frames", self.frame_issues),
@@ -130,11 +130,20 @@ class ReplayResult:
 
 
 def default_output(cfg: ReplayConfig, bag: Path) -> Path:
-    """``<bag>-replay-<model>-<tf_mode>`` next to the input bag."""
+    """``<bag>-replay-<model>-<tf_mode>`` next to the input bag, or the first free variant.
+
+    If that bag exists (an earlier replay) and ``cfg.overwrite`` is off, the first free
+    ``<name>-2``, ``<name>-3``, ... is chosen, so a second replay never collides.
+    """
     model = cfg.node.model
     tag = Path(model.checkpoint).stem if model.checkpoint else (model.config or "custom")
     stem = bag.name.removesuffix(".mcap")
-    return bag.parent / f"{stem}-replay-{tag}-{cfg.node.output.tf_mode}"
+    out = bag.parent / f"{stem}-replay-{tag}-{cfg.node.output.tf_mode}"
+    number = 2
+    while not cfg.overwrite and out.exists():
+        out = out.with_name(f"{stem}-replay-{tag}-{cfg.node.output.tf_mode}-{number}")
+        number += 1
+    return out
 
 
 class _Replayer:
@@ -258,9 +267,8 @@ class _Replayer:
     def record(self, frame: Frame, result: SessionResult) -> FrameRecord:
         est = result.estimate
         rec = FrameRecord(
-            stamp_ns=result.stamp_ns, valid=est.valid, published=result.publish,
-            T_ref_query=result.relative.T_parent_child if result.publish else (
-                np.linalg.inv(est.T_query_ref) if est.valid else None),
+            stamp_ns=result.stamp_ns, valid=result.has_pose, published=result.publish,
+            T_ref_query=result.relative.T_parent_child if result.has_pose else None,
             confidence=float(est.confidence), inlier_ratio=float(est.inlier_ratio),
             num_inliers=int(est.num_inliers), inference_ms=result.inference_ms,
             e2e_ms=result.e2e_ms, reason=result.status,
@@ -326,7 +334,8 @@ def _write_files(cfg: ReplayConfig, result: ReplayResult, title: str) -> None:
     if cfg.csv:
         result.files["csv"] = write_csv(Path(cfg.csv), records)
     if cfg.plot:
-        result.files["plot"] = plot_report(Path(cfg.plot), records, title)
+        result.files["plot"] = plot_report(Path(cfg.plot), records, title,
+                                           cfg.node.gate.min_confidence)
 
 
 def replay(
@@ -358,8 +367,10 @@ def replay(
         out_bag=out, records=run.records, summary=summarize(run.records),
         read_issues=reader.issues, frame_issues=run.frame_issues, tf_issues=run.tf_issues,
         interrupted=not finished, fps=len(run.records) / elapsed if elapsed > 0 else 0.0,
+        model=getattr(run.session.estimator, "model_name", "custom estimator"),
     )
-    _write_files(cfg, result, f"{bag.name}: {cfg.node.output.tf_mode}")
+    _write_files(cfg, result, f"mickey-ros replay of {bag.name} (tf_mode "
+                 f"{cfg.node.output.tf_mode}), model: {result.model}")
     return result
 
 

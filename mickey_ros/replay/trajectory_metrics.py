@@ -16,6 +16,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,11 @@ def pose_errors(T_ref_query: np.ndarray, T_ref_query_gt: np.ndarray) -> tuple[fl
     return float(t_err.item()), float(r_err.item())
 
 
+def no_motion_errors(T_ref_query_gt: np.ndarray) -> tuple[float, float]:
+    """Errors (m, deg) of the no-motion baseline: the identity pose ("the camera did not move")."""
+    return pose_errors(np.eye(4), T_ref_query_gt)
+
+
 def _share(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else math.nan
 
@@ -72,7 +78,11 @@ def summarize(records: list[FrameRecord]) -> dict[str, float | int]:
     ``median_t_err_m`` and ``median_r_err_deg`` (over valid estimates with GT),
     ``precision_25cm_5deg`` (correct / ``gt_frames``: a frame without a valid pose counts as
     wrong, as Map-free counts missing estimates) and ``published_precision_25cm_5deg`` (correct
-    among published frames with GT: how well the gate filters). NaN where undefined.
+    among published frames with GT: how well the gate filters), and the no-motion baseline
+    (the identity pose, i.e. "the robot did not move", on every frame with GT):
+    ``no_motion_median_t_err_m``, ``no_motion_median_r_err_deg`` and
+    ``no_motion_precision_25cm_5deg``, so a reader can see what the model adds. NaN where
+    undefined.
     """
     n = len(records)
     valid = sum(r.valid for r in records)
@@ -89,12 +99,17 @@ def summarize(records: list[FrameRecord]) -> dict[str, float | int]:
         r.valid and r.t_err_m < T_THRESHOLD_M and r.r_err_deg < R_THRESHOLD_DEG for r in with_gt
     ]
     correct_published = [c for c, r in zip(correct, with_gt) if r.published]
+    still = np.array([no_motion_errors(r.T_ref_query_gt) for r in with_gt])  # (G, 2)
     summary.update({
         "gt_frames": len(with_gt),
         "median_t_err_m": float(np.median(errors[:, 0])) if len(errors) else math.nan,
         "median_r_err_deg": float(np.median(errors[:, 1])) if len(errors) else math.nan,
         "precision_25cm_5deg": _share(sum(correct), len(with_gt)),
         "published_precision_25cm_5deg": _share(sum(correct_published), len(correct_published)),
+        "no_motion_median_t_err_m": float(np.median(still[:, 0])),
+        "no_motion_median_r_err_deg": float(np.median(still[:, 1])),
+        "no_motion_precision_25cm_5deg": float(np.mean(
+            (still[:, 0] < T_THRESHOLD_M) & (still[:, 1] < R_THRESHOLD_DEG))),
     })
     return summary
 
@@ -117,6 +132,12 @@ def format_summary(summary: dict[str, float | int]) -> str:
             f"{_fmt(s['median_t_err_m'], '.3f')} m / {_fmt(s['median_r_err_deg'], '.2f')} deg, "
             f"precision at 25 cm / 5 deg {_fmt(s['precision_25cm_5deg'], '.1%')} (all frames), "
             f"{_fmt(s['published_precision_25cm_5deg'], '.1%')} (published frames)"
+        )
+        lines.append(
+            f"no-motion baseline (identity pose on every frame): median error "
+            f"{_fmt(s['no_motion_median_t_err_m'], '.3f')} m / "
+            f"{_fmt(s['no_motion_median_r_err_deg'], '.2f')} deg, precision "
+            f"{_fmt(s['no_motion_precision_25cm_5deg'], '.1%')}"
         )
     return "\n".join(lines)
 
@@ -169,46 +190,95 @@ def write_csv(path: Path, records: list[FrameRecord]) -> Path:
     return path
 
 
-def plot_report(path: Path, records: list[FrameRecord], title: str = "") -> Path:
-    """Write the PNG report: trajectory top view, errors over time, confidence over time.
+def plot_report(
+    path: Path, records: list[FrameRecord], title: str = "", min_confidence: float | None = None
+) -> Path:
+    """Write ``report_figure`` as a PNG; returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report_figure(records, title, min_confidence).savefig(path, dpi=110)
+    return path
 
-    The top view is the x-z plane of the reference camera (x right, z forward) with the
-    estimated (published) and ground-truth query camera positions.
+
+def report_figure(
+    records: list[FrameRecord], title: str = "", min_confidence: float | None = None
+) -> Any:
+    """The report: trajectory top view, errors over time, confidence over time.
+
+    Readable on its own: each panel has a title, axes with units and a legend. The top view is
+    the x-z plane of the reference camera (x right, z forward) with the estimated (published)
+    and ground-truth query camera positions; the error panel shows the model's translation and
+    rotation errors beside the no-motion baseline (identity pose) and the 25 cm / 5 deg
+    thresholds; the confidence panel shows the inlier ratio and the gate.
+
+    Args:
+        records: the replay's frames.
+        title: the figure title (e.g. bag, model and tf_mode).
+        min_confidence: the gate's inlier-ratio threshold, drawn when given.
+
+    Returns:
+        The matplotlib ``Figure`` (no pyplot state: safe in threads and tests).
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 4.2), layout="constrained")
+    fig = Figure(figsize=(14, 4.6), layout="constrained")
     top, err, conf = fig.subplots(1, 3)
     t0 = records[0].stamp_ns if records else 0
     time_s = np.array([(r.stamp_ns - t0) / 1e9 for r in records])
-    gt = np.array([r.T_ref_query_gt[:3, 3] for r in records if r.T_ref_query_gt is not None])
-    est = np.array([r.T_ref_query[:3, 3] for r in records if r.published]).reshape(-1, 3)
-    if len(gt):
-        top.plot(gt[:, 0], gt[:, 2], "-", color="0.3", label="ground truth")
-    top.plot(est[:, 0], est[:, 2], ".", color="tab:blue", label="estimate (published)")
-    top.plot([0], [0], "r^", label="reference camera")
-    top.set(xlabel="x (m, right)", ylabel="z (m, forward)", title="query camera, top view")
-    top.set_aspect("equal", adjustable="datalim")
-    top.legend(fontsize=8)
-    t_err = np.array([r.t_err_m for r in records])
-    r_err = np.array([r.r_err_deg for r in records])
-    err.plot(time_s, t_err, ".-", color="tab:red", label="translation (m)")
-    err.axhline(T_THRESHOLD_M, color="tab:red", ls=":", lw=0.8)
-    err.set(xlabel="time (s)", ylabel="translation error (m)", title="error vs ground truth")
-    if len(time_s):
-        err.set_xlim(time_s.min(), max(time_s.max(), 1e-3))
-    err_r = err.twinx()
-    err_r.plot(time_s, r_err, ".-", color="tab:purple", label="rotation (deg)")
-    err_r.axhline(R_THRESHOLD_DEG, color="tab:purple", ls=":", lw=0.8)
-    err_r.set_ylabel("rotation error (deg)")
+    _plot_top_view(top, records)
+    _plot_errors(err, records, time_s)
     ratio = np.array([r.inlier_ratio for r in records])
     published = np.array([r.published for r in records], dtype=bool)
-    conf.plot(time_s, ratio, "-", color="tab:green", label="inlier ratio")
-    conf.plot(time_s[published], ratio[published], "o", ms=3, color="tab:blue", label="published")
-    conf.set(xlabel="time (s)", ylabel="inlier ratio", title="confidence", ylim=(0, None))
+    conf.plot(time_s, ratio, "-", color="tab:green", label="inlier ratio (every frame)")
+    conf.plot(time_s[published], ratio[published], "o", ms=3, color="tab:blue",
+              label="published (passed the gate)")
+    if min_confidence is not None:
+        conf.axhline(min_confidence, color="k", ls="--", lw=0.8,
+                     label=f"gate: min_confidence {min_confidence:g}")
+    conf.set(xlabel="time since first frame (s)", ylabel="inlier ratio (soft inliers / samples)",
+             title="confidence and quality gate", ylim=(0, None))
     conf.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return fig
+
+
+def _plot_top_view(ax, records: list[FrameRecord]) -> None:
+    gt = np.array([r.T_ref_query_gt[:3, 3] for r in records if r.T_ref_query_gt is not None])
+    est = np.array([r.T_ref_query[:3, 3] for r in records if r.published]).reshape(-1, 3)
+    if len(gt):
+        ax.plot(gt[:, 0], gt[:, 2], "-", color="0.3", label="ground truth")
+    ax.plot(est[:, 0], est[:, 2], ".", color="tab:blue", label="estimate (published)")
+    ax.plot([0], [0], "r^", label="reference camera")
+    ax.set(xlabel="x (m, right of the reference camera)",
+           ylabel="z (m, forward of the reference camera)",
+           title="query camera position, top view")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=8)
+
+
+def _plot_errors(ax, records: list[FrameRecord], time_s: np.ndarray) -> None:
+    """Translation error (left axis, m) and rotation error (right axis, deg), with baselines."""
+    t_err = np.array([r.t_err_m for r in records])
+    r_err = np.array([r.r_err_deg for r in records])
+    has_gt = [r.T_ref_query_gt is not None for r in records]
+    still = np.full((len(records), 2), np.nan)
+    for k, r in enumerate(records):
+        if has_gt[k]:
+            still[k] = no_motion_errors(r.T_ref_query_gt)
+    lines = ax.plot(time_s, t_err, ".-", color="tab:red", label="translation error (m)")
+    lines += ax.plot(time_s, still[:, 0], "--", color="tab:red", alpha=0.5,
+                     label="translation, no-motion baseline (m)")
+    lines.append(ax.axhline(T_THRESHOLD_M, color="tab:red", ls=":", lw=0.8,
+                            label=f"{T_THRESHOLD_M * 100:g} cm threshold"))
+    ax.set(xlabel="time since first frame (s)", ylabel="translation error (m)",
+           title="error against ground truth (lower is better)")
+    if len(time_s):
+        ax.set_xlim(time_s.min(), max(time_s.max(), 1e-3))
+    right = ax.twinx()
+    lines += right.plot(time_s, r_err, ".-", color="tab:purple", label="rotation error (deg)")
+    lines += right.plot(time_s, still[:, 1], "--", color="tab:purple", alpha=0.5,
+                        label="rotation, no-motion baseline (deg)")
+    lines.append(right.axhline(R_THRESHOLD_DEG, color="tab:purple", ls=":", lw=0.8,
+                               label=f"{R_THRESHOLD_DEG:g} deg threshold"))
+    right.set_ylabel("rotation error (deg)")
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper left")

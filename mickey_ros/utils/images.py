@@ -9,6 +9,7 @@ Convention:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,8 +24,11 @@ class ImageError(ValueError):
     """An input image cannot be used; the message says why and what to do."""
 
 
-def check_rgb_image(image: np.ndarray, name: str = "image", min_size: int = 14) -> None:
-    """Raise ``ImageError`` unless ``image`` is an RGB uint8 array (H, W, 3) of usable size."""
+def check_rgb_image(image: np.ndarray, name: str = "image", min_size: int = 1) -> None:
+    """Raise ``ImageError`` unless ``image`` is a non-empty RGB uint8 array (H, W, 3).
+
+    The size a network needs is checked once, on the network input, by ``check_network_input``.
+    """
     if not isinstance(image, np.ndarray):
         raise ImageError(f"{name} must be a numpy array, got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3:
@@ -38,17 +42,57 @@ def check_rgb_image(image: np.ndarray, name: str = "image", min_size: int = 14) 
         )
 
 
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3)."""
+def check_network_input(width: int, height: int, min_side: int, name: str = "image") -> None:
+    """The one minimum-size rule: each side of the network input must be >= ``min_side`` px.
+
+    ``min_side`` is the model's patch size times its (2 * border + 1) cells (98 px for MicKey).
+    """
+    if min(width, height) < min_side:
+        raise ImageError(
+            f"{name} is {width}x{height} px at the network input, below this model's minimum of "
+            f"{min_side} px per side; use a larger image or working size (--size WxH on the "
+            "command line, EstimatorConfig.resize in Python, model.input_width/height in the node)"
+        )
+
+
+def _to_rgb8(raw: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
+    """OpenCV's decoded array (any depth, 1/3/4 channels, BGR order) -> RGB uint8, and a note."""
+    notes = []
+    if raw.dtype == np.uint16:  # 16-bit PNG/TIFF: keep the high byte, as viewers show it
+        raw, notes = (raw >> 8).astype(np.uint8), ["16-bit, scaled to 8-bit"]
+    elif raw.dtype != np.uint8:
+        raise ImageError(f"image {path} has {raw.dtype} pixels; save it as 8-bit JPEG or PNG")
+    if raw.ndim == 2 or raw.shape[2] == 1:
+        return np.repeat(raw.reshape(*raw.shape[:2], 1), 3, axis=2), ", ".join(
+            [*notes, "grayscale, copied to R, G and B"])
+    if raw.shape[2] == 4:
+        notes.append("RGBA, alpha channel dropped")
+    return np.ascontiguousarray(raw[:, :, 2::-1]), ", ".join(notes)
+
+
+def load_rgb(path: str | Path, note: Callable[[str], object] | None = None) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3).
+
+    Args:
+        path: JPEG/PNG (any format OpenCV reads).
+        note: called once with one line when the file is not 8-bit colour (grayscale, RGBA,
+            16-bit) and had to be converted; None converts silently.
+    """
     import cv2
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
+        raise FileNotFoundError(f"image file {path} does not exist; check the path")
+    # PNG unchanged, to see an alpha channel; other formats: any colour/depth, EXIF orientation on
+    flags = (cv2.IMREAD_UNCHANGED if path.suffix.lower() == ".png"
+             else cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    raw = cv2.imread(str(path), flags)
+    if raw is None:
         raise ImageError(f"cannot decode image {path}; is it a JPEG/PNG file?")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    rgb, converted = _to_rgb8(raw, path)
+    if converted and note is not None:
+        note(f"{path} is {converted}")
+    return rgb
 
 
 DEPTH_PNG_METRES_PER_UNIT = 0.001  # the common RGB-D convention: millimetres
@@ -113,8 +157,8 @@ def resize_with_intrinsics(
     import cv2
 
     W, H = (int(v) for v in size_wh)
-    if W < 14 or H < 14:
-        raise ImageError(f"resize target {W}x{H} is too small; use at least 14x14 (e.g. 540x720)")
+    if W < 1 or H < 1:
+        raise ImageError(f"resize target {W}x{H} must be positive, e.g. 720x540")
     resized = cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR)
     sx, sy = W / image.shape[1], H / image.shape[0]
     return resized, scale_intrinsics(np.asarray(K, dtype=np.float64), sx, sy)

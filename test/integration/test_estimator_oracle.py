@@ -16,6 +16,7 @@ from torch import nn
 
 from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
 from mickey_ros.geometry.ransac import SolverConfig
+from mickey_ros.model.config import mickey_vitl14
 from mickey_ros.model.mickey import MicKeyFeatures
 from mickey_ros.utils.images import resize_with_intrinsics
 
@@ -38,6 +39,7 @@ class OracleMicKey(nn.Module):
 
     def __init__(self, views: list[dict], T_1_0: np.ndarray) -> None:
         super().__init__()
+        self.config = mickey_vitl14()  # what the estimator reads: 14 px patch, 3-cell border
         self.views = views  # per view: image (3, H, W) cropped tensor, depth (H, W), K (3, 3)
         H, W = views[0]["image"].shape[1:]
         self.grid_hw = (H // PATCH, W // PATCH)

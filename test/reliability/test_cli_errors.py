@@ -82,7 +82,8 @@ class TestPoseErrors:
     def test_missing_image(self, capsys, files):
         code, lines = run(capsys, "pose", *pose_args(files, ref="nope.png"))
         assert code == 2 and lines == [
-            f"mickey-ros pose: error: image {files['root'] / 'nope.png'} does not exist"]
+            f"mickey-ros pose: error: image file {files['root'] / 'nope.png'} does not exist; "
+            "check the path"]
 
     def test_bad_ref_k(self, capsys, files):
         code, lines = run(capsys, "pose", *pose_args(files, ref_k="60,60,28"))
@@ -176,8 +177,9 @@ class TestReplayErrors:
         code, lines = run(capsys, *replay_args(files))
         assert code == 2 and lines == [
             "mickey-ros replay: error: keyframe @ 1.000 s: keyframe from live frame 0 rejected: "
-            "image is (28, 28) (H, W) but MicKey needs at least 98 px per side; resize it (and "
-            "its K) up"]
+            "reference image is 28x28 px at the network input, below this model's minimum of 98 px "
+            "per side; use a larger image or working size (--size WxH on the command line, "
+            "EstimatorConfig.resize in Python, model.input_width/height in the node)"]
 
     def test_bad_reference_k(self, capsys, files):
         code, lines = run(capsys, *replay_args(files, "--reference-K", "1,2"))

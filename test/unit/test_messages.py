@@ -192,7 +192,14 @@ class TestCompressedImage:
 
 class TestCheckImageMsg:
     def test_accepts_valid_and_padded(self):
-        m.check_image_msg(image("rgb8", bytes(6 * 32), 6, 10, 32))
+        rgb = np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3)
+        padded = np.concatenate([rgb.reshape(6, 30), np.full((6, 2), 255, np.uint8)], axis=1)
+        for msg in (image("rgb8", rgb.tobytes(), 6, 10, 30),  # packed
+                    image("rgb8", padded.tobytes(), 6, 10, 32)):  # 2 bytes of row padding
+            assert m.check_image_msg(msg) is None  # accepted ...
+            np.testing.assert_array_equal(m.image_msg_to_rgb(msg), rgb)  # ... as these pixels
+        with pytest.raises(ImageError, match="truncated"):  # one byte short of the padded rows
+            m.check_image_msg(image("rgb8", padded.tobytes()[:-1], 6, 10, 32))
 
     def test_rejects_like_decoder(self):
         with pytest.raises(ImageError, match="truncated"):

@@ -81,6 +81,17 @@ class TestSummarize:
         assert s["precision_25cm_5deg"] == pytest.approx(2 / 5)
         assert s["published_precision_25cm_5deg"] == pytest.approx(1 / 3)
 
+    def test_no_motion_baseline(self):
+        """The identity pose scored on every frame with GT, valid estimate or not (issue 15)."""
+        records = [_record(k, valid=k != 1, published=k != 1) for k in range(4)]
+        records.append(_record(9, gt=False))  # no GT: not scored
+        records[0].T_ref_query_gt = _T((0, 0.01, 0), (0.1, 0, 0.1))  # a near-still frame
+        s = summarize(records)
+        t_still = sorted([np.hypot(0.1, 0.1)] + [np.hypot(0.1 * k, 1.0) for k in (1, 2, 3)])
+        assert s["no_motion_median_t_err_m"] == pytest.approx((t_still[1] + t_still[2]) / 2)
+        assert s["no_motion_median_r_err_deg"] == pytest.approx(np.degrees((0.1 + 0.2) / 2))
+        assert s["no_motion_precision_25cm_5deg"] == pytest.approx(1 / 4)
+
     def test_empty(self):
         s = summarize([])
         assert s["processed"] == 0 and math.isnan(s["valid_share"])
@@ -95,6 +106,9 @@ class TestFormatSummary:
             "frames processed: 2, valid estimate: 1 (50.0%), published after gating: 1 (50.0%)",
             "ground truth for 2 frames: median error 0.100 m / 2.00 deg, precision at 25 cm / "
             "5 deg 50.0% (all frames), 100.0% (published frames)",
+            # identity pose: |t| = 1.0 and 1.005 m, rotation 0 and 5.73 deg (0.1 rad)
+            "no-motion baseline (identity pose on every frame): median error 1.002 m / 2.86 deg, "
+            "precision 0.0%",
         ]
 
 

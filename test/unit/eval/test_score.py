@@ -115,8 +115,11 @@ class TestScoreScene:
         )
 
     def test_missing_file_fails_every_frame(self, tiny_split):
-        result = score.score_scene(MapFreeScene(tiny_split.root / "val" / "s00001"), None)
-        assert result.frames == [] and len(result.failures) == 3
+        scene = MapFreeScene(tiny_split.root / "val" / "s00001")
+        result = score.score_scene(scene, None)
+        # official: the unsampled pose list (12 query lines), not the 3 sampled frames
+        assert result.frames == [] and result.failures == sorted(tiny_split.gt["s00001"])
+        assert len(result.failures) == 12 and len(scene.query_frames()) == 3
 
 
 class TestAggregate:
@@ -170,8 +173,11 @@ class TestScoreSubmission:
         with caplog.at_level(logging.WARNING, logger="mickey_ros.eval"):
             results, _ = score.score_submission(zip_path, tiny_split.root, "val")
         assert "s09999" in caplog.text and "s00001" in caplog.text
-        assert results[score.KEY_POSE_PREC] == pytest.approx(0.5)
-        assert results[score.KEY_POSE_AUC] == pytest.approx(0.5)
+        # 3 sampled frames of s00000 right; the missing s00001 fails all 12 of its query lines
+        assert results[score.KEY_POSE_PREC] == pytest.approx(3 / 15)
+        assert results[score.KEY_POSE_AUC] == pytest.approx(3 / 15)
+        assert results[score.KEY_COVERAGE] == pytest.approx(3 / 15)
+        assert results["details"]["failures"] == 12
         assert results["details"]["unexpected_scenes"] == ["s09999"]
         assert results["details"]["missing_scenes"] == ["s00001"]
 

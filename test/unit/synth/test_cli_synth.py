@@ -5,18 +5,22 @@ import json
 
 import pytest
 
-from mickey_ros.cli.main import main
-from mickey_ros.cli.synth import parse_size
+from mickey_ros.cli.main import main, parse_size
 
 
 class TestParseSize:
     def test_valid(self):
         assert parse_size("540x720") == (540, 720) and parse_size("64X48") == (64, 48)
 
-    @pytest.mark.parametrize("text", ["540", "axb", "16x16", "540x720x3"])
+    @pytest.mark.parametrize("text", ["540", "axb", "0x16", "540x720x3", "100000x100000"])
     def test_invalid(self, text):
         with pytest.raises(argparse.ArgumentTypeError, match="size"):
             parse_size(text)
+
+    def test_too_small_to_render(self, tmp_path, capsys):
+        rc = main(["synth", "rosbag", "--out", str(tmp_path / "b"), "--size", "16x16"])
+        assert rc == 2 and capsys.readouterr().err.splitlines() == [
+            "mickey-ros synth: error: --size 16x16 is too small to render; use at least 32x32"]
 
 
 class TestSynthCli:
