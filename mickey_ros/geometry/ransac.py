@@ -4,10 +4,10 @@ Algorithm (reference mickey.md section 7; details and validity reasons in docs/s
 ``it_matches`` draws of ``num_samples`` distinct correspondences sampled from ``P`` without
 replacement (``geometry.sampling``: exponential keys by default, ``torch.multinomial`` as the
 reference path, the same law); per draw ``it_ransac`` minimal sets of ``min_set_size``
-correspondences sampled in proportion to their ``P``; unweighted Kabsch per set; soft-inlier
-score on the draw's samples; the best of all hypotheses is refined with inlier-masked Kabsch; the confidence is the
-final pose's soft-inlier count. The building blocks are public because the training objective
-(section 8.3) reuses them with its own settings and with gradients.
+correspondences sampled in proportion to their ``P``; unweighted Kabsch per set; soft-inlier score
+on the draw's samples; the best of all hypotheses is refined with inlier-masked Kabsch; the
+confidence is the final pose's soft-inlier count. The building blocks are public because the
+training objective (section 8.3) reuses them with its own settings and with gradients.
 
 Convention:
     Poses are ``T_query_ref``: ``X_query = R X_ref + t`` in metres.
