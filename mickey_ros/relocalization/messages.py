@@ -513,7 +513,7 @@ def relative_pose_msg(types: MessageTypes, result: SessionResult) -> Any:
         inlier_ratio=float(estimate.inlier_ratio),
         num_inliers=int(estimate.num_inliers),
         num_samples=int(estimate.num_samples),
-        valid=bool(estimate.valid),
+        valid=bool(result.has_pose),
         accepted=bool(result.publish),
         status=result.status,
         inference_ms=float(result.inference_ms),

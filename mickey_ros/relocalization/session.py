@@ -110,7 +110,11 @@ class SessionResult:
         camera_frame: frame id of the live image header.
         publish: the pose passed the gate: publish ``~/relative_pose``, TF and the pose topic.
         gate_reason: why it did not (None when ``publish``).
-        relative: T_ref_query, reference_frame -> query_frame (``~/relative_pose``, ``~/estimate``).
+        has_pose: the solver returned a usable pose (valid, finite, a proper rotation), whether
+            or not it passed the gate: ``valid`` of ``~/estimate``.
+        relative: T_ref_query, reference_frame -> query_frame (``~/relative_pose``, ``~/estimate``):
+            the solver's pose whenever ``has_pose`` (also for a frame the gate rejected, as the
+            replay CSV reports it), identity otherwise.
         pose: the query camera pose for PoseWithCovarianceStamped (map frame in map_to_odom).
         transforms: TF edges to broadcast for ``tf_mode`` (empty unless ``publish``).
         tf_error: why ``transforms`` is empty although ``publish`` (e.g. no odom TF at the stamp).
@@ -125,6 +129,7 @@ class SessionResult:
     camera_frame: str
     publish: bool
     gate_reason: str | None
+    has_pose: bool
     relative: StampedTransform
     pose: StampedTransform
     transforms: list[StampedTransform] = field(default_factory=list)
@@ -259,12 +264,20 @@ class RelocalizationSession:
         except RuntimeError as err:  # torch kernel failures; the frame is dropped, not the node
             return PoseEstimate.invalid(f"inference failed with {type(err).__name__}: {err}")
 
-    def _gate(self, estimate: PoseEstimate) -> str | None:
+    @staticmethod
+    def _pose_problem(estimate: PoseEstimate) -> str | None:
+        """Why the estimate carries no usable pose, or None if it does (before the gate)."""
         if not estimate.valid:
             return estimate.reason or "invalid estimate"
         R, t = np.asarray(estimate.R, np.float64), np.asarray(estimate.t, np.float64)
         if not (np.all(np.isfinite(R)) and np.all(np.isfinite(t))) or not _is_rotation(R):
             return "solver returned a non-finite or degenerate pose"
+        return None
+
+    def _gate(self, estimate: PoseEstimate) -> str | None:
+        problem = self._pose_problem(estimate)
+        if problem is not None:
+            return problem
         if estimate.inlier_ratio < self.config.min_confidence:
             return (
                 f"low confidence: inlier ratio {estimate.inlier_ratio:.3f} < min_confidence "
@@ -323,7 +336,10 @@ class RelocalizationSession:
         inference_ms = (time.perf_counter() - t0) * 1e3
         reason = self._gate(estimate)
         accepted = reason is None
-        T_ref_query = _invert(estimate.T_query_ref) if accepted else np.eye(4)
+        # a pose the gate rejected is still reported (valid, not accepted) on ~/estimate and in
+        # the replay CSV; identity only when there is no pose at all
+        has_pose = self._pose_problem(estimate) is None
+        T_ref_query = _invert(estimate.T_query_ref) if has_pose else np.eye(4)
         transforms, tf_error = [], None
         if accepted:
             transforms, tf_error = self._transforms(frame, T_ref_query, T_odom_camera)
@@ -335,7 +351,7 @@ class RelocalizationSession:
         self._count(estimate, reason, inference_ms)
         return SessionResult(
             estimate=estimate, stamp_ns=stamp, camera_frame=frame.frame_id, publish=accepted,
-            gate_reason=reason,
+            gate_reason=reason, has_pose=has_pose,
             relative=StampedTransform(T_ref_query, cfg.reference_frame, cfg.query_frame, stamp),
             pose=pose, transforms=transforms, tf_error=tf_error,
             covariance=self._covariance(estimate),

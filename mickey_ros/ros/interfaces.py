@@ -17,10 +17,6 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from mickey_ros.relocalization import messages
 from mickey_ros.relocalization.params import ParamSpec
 
-# Keyframe topics are latched: a node started after the keyframe publisher still gets it.
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # QoSOverridingOptions.with_default_policies() leaves durability out, but a volatile keyframe
 # publisher needs exactly that override (qos_overrides./ns/reference/image.subscription.durability).
 LATCHED_OVERRIDES = QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH,
@@ -28,6 +24,17 @@ LATCHED_OVERRIDES = QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.D
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                         reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
+
+
+def latched_qos() -> QoSProfile:
+    """Keyframe QoS: latched, so a node started after the keyframe publisher still gets it.
+
+    A new profile per call: rclpy writes ``qos_overrides`` into the profile it is given, so a
+    shared one would carry an override of ``reference/image`` over to ``reference/camera_info``.
+    """
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def sensor_qos(depth: int) -> QoSProfile:

@@ -37,8 +37,8 @@ from mickey_ros.relocalization.params import (
 from mickey_ros.relocalization.session import Frame, RelocalizationSession, StampedTransform
 from mickey_ros.ros.interfaces import (
     LATCHED_OVERRIDES,
-    LATCHED_QOS,
     OUTPUT_QOS,
+    latched_qos,
     parameter_descriptor,
     ros_message_types,
     sensor_qos,
@@ -132,7 +132,8 @@ class RelocalizeNode(LifecycleNode):
             return FAILURE
         self._outputs = self._create_outputs(params, session)
         self._processor = FrameProcessor(self, params, session, self._outputs, self._types, source)
-        self.get_logger().info(f"configured: model on {params.model.device}, tf_mode "
+        self.get_logger().info(f"configured: model {getattr(estimator, 'model_name', '?')} on "
+                               f"{params.model.device}, tf_mode "
                                f"{params.output.tf_mode}, min_confidence "
                                f"{params.gate.min_confidence}")
         return SUCCESS
@@ -250,10 +251,10 @@ class RelocalizeNode(LifecycleNode):
             self._inputs.append(self.create_subscription(
                 CameraInfo, "camera_info", self._on_info, qos))
         ref_image = message_filters.Subscriber(self, self._types.Image, "reference/image",
-                                               qos_profile=LATCHED_QOS,
+                                               qos_profile=latched_qos(),
                                                qos_overriding_options=LATCHED_OVERRIDES)
         ref_info = message_filters.Subscriber(self, CameraInfo, "reference/camera_info",
-                                              qos_profile=LATCHED_QOS,
+                                              qos_profile=latched_qos(),
                                               qos_overriding_options=LATCHED_OVERRIDES)
         ref_sync = message_filters.ApproximateTimeSynchronizer(
             [ref_image, ref_info], 2, params.reference.sync_slop_s)

@@ -4,7 +4,9 @@ Only for exercising the wiring of ``mickey_ros.ros`` where ROS is not installed:
 are rosbags' ROS 2 Jazzy classes (same field names), publishers record what they publish,
 subscriptions are callables the test invokes. The API surface mirrors rclpy/tf2_ros/
 message_filters/diagnostic_updater as used by the node (signatures read from their Jazzy
-sources); behaviour beyond that is not modelled. The real thing is tested by test/ros/ on ROS.
+sources); behaviour beyond that is not modelled, except that ``qos_overrides`` are written into
+the given QoS profile as rclpy does. The real thing is tested by test/ros_wheels/ (real rclpy from
+PyPI wheels) and test/ros/ (on a ROS machine).
 """
 
 from __future__ import annotations
@@ -208,7 +210,17 @@ class LifecycleNode:
 
     def create_subscription(self, msg_type, topic, callback, qos_profile, **kwargs):
         assert not isinstance(qos_profile, int) or qos_profile > 0
-        sub = Subscription(msg_type, self.resolve_topic_name(topic), callback, qos_profile, kwargs)
+        topic = self.resolve_topic_name(topic)
+        options = kwargs.get("qos_overriding_options")
+        for kind in options.args[0] if options is not None else ():
+            # as rclpy's _declare_qos_parameters: the override is written INTO the given profile
+            name = kind.name.lower()
+            value = self.overrides.get(f"qos_overrides.{topic}.subscription.{name}")
+            if value is not None:
+                current = getattr(qos_profile, name)
+                setattr(qos_profile, name,
+                        value if isinstance(value, int) else type(current)[value.upper()])
+        sub = Subscription(msg_type, topic, callback, qos_profile, kwargs)
         self.subscriptions.append(sub)
         return sub
 

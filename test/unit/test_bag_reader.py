@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mcap_helpers import plain
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from mickey_ros.bags.reader import MAX_EXAMPLES, BagError, BagReader, ReadIssues
-
-from .mcap_helpers import plain
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 T_ = TS.types

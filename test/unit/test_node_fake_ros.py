@@ -1,20 +1,20 @@
 """The node's wiring (mickey_ros.ros) on an in-process fake of the ROS 2 Python APIs.
 
-A model double replaces the network. What this cannot show (DDS, QoS matching, real rclpy and
-cv_bridge behaviour) is covered by test/ros/test_relocalize_launch.py on a ROS machine.
+A model double replaces the network. What this cannot show (DDS, QoS matching, real rclpy) is
+covered in CI by test/ros_wheels/test_node_real_rclpy.py (ROS 2 wheels) and, with the real
+cv_bridge, tf2_ros and launch, by test/ros/test_relocalize_launch.py on a ROS machine.
 """
 
 from __future__ import annotations
 
 import time
 
+import fake_ros
 import numpy as np
 import pytest
 
 from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.relocalization import messages
-
-from . import fake_ros
 
 H, W = 48, 64
 K = np.array([[60.0, 0.0, 32.0], [0.0, 60.0, 24.0], [0.0, 0.0, 1.0]])
@@ -271,6 +271,19 @@ class TestDiagnosticsAndTeardown:
         assert "QoS mismatch" in status["input image"].message
         assert status["reference keyframe"].level == b"\x01"
         assert status["pose quality"].values["processed"] == "0"
+
+    def test_keyframe_qos_override_applies_to_its_topic_only(self, make_node):
+        # rclpy writes qos_overrides into the profile object it is given (issue 14)
+        from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+        node = make_node(**{"qos_overrides./ns/reference/image.subscription.durability":
+                            "volatile"})
+        assert node.start()
+        (image,) = node.subscribed("/ns/reference/image")
+        (info,) = node.subscribed("/ns/reference/camera_info")
+        assert (image.qos.durability, info.qos.durability) == (
+            DurabilityPolicy.VOLATILE, DurabilityPolicy.TRANSIENT_LOCAL)
+        assert (image.qos.depth, info.qos.reliability) == (1, ReliabilityPolicy.RELIABLE)
 
     def test_deactivate_and_cleanup_release_everything(self, make_node):
         node = make_node()

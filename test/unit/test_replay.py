@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mcap_helpers import plain
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosDurability, QosHistory, QosReliability
 
@@ -34,8 +35,6 @@ from mickey_ros.relocalization.messages import (
 from mickey_ros.relocalization.params import GateParams, NodeParams, OutputParams
 from mickey_ros.replay.run import ReplayConfig, main, replay
 from mickey_ros.utils.images import ImageError
-
-from .mcap_helpers import plain
 
 START = 100 * 10**9
 FRAMES = 10
