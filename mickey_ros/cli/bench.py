@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mickey_ros.cli.export import add_backend_arguments, backend_options
+from mickey_ros.cli.main import add_size_argument
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``bench``."""
@@ -17,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", help="measure a checkpoint instead of random weights")
     parser.add_argument("--dinov2-weights")
-    parser.add_argument("--size", default="540x720", help="input WxH (default 540x720, Map-free)")
+    add_size_argument(parser, "input WxH (default 540x720, Map-free)", default=(540, 720))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--batch", type=int, default=1, help="queries per call in cached mode")
@@ -31,23 +34,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="solver sampler (multinomial = torch.multinomial, the reference)",
     )
     parser.add_argument("--out", type=Path, help="write the JSON report here")
+    add_backend_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark."""
-    from mickey_ros.cli.main import UserError
+    from mickey_ros.cli.main import check_working_size
     from mickey_ros.estimator.bench import BenchConfig, main
 
-    try:
-        W, H = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size expects WxH such as 540x720, got {args.size!r}") from None
+    check_working_size(args.size)
     config = BenchConfig(
         model=args.model,
         checkpoint=args.checkpoint,
         dinov2_weights=args.dinov2_weights,
-        size_wh=(W, H),
+        size_wh=args.size,
         device=args.device,
         precision=args.precision,
         batch=args.batch,
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         modes=tuple(m for m in args.modes.split(",") if m),
         sampler=args.sampler,
+        **backend_options(args),
     )
     main(config, args.out)
     return 0

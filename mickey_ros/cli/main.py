@@ -3,7 +3,8 @@
 Each sub-command lives in its own module ``mickey_ros.cli.<name>`` exposing
 ``add_parser(subparsers) -> None`` and ``run(args) -> int``; modules are imported lazily so
 ``mickey-ros --help`` stays fast and a broken optional dependency only affects its own command.
-Errors the user can fix print one line (no traceback) unless ``--debug`` is given.
+Errors the user can fix print one line (no traceback) unless ``--debug`` is given; the
+``--device`` of every command is checked here, once, before any work starts.
 """
 
 from __future__ import annotations
@@ -11,17 +12,115 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-SUBCOMMANDS = ("pose", "bench", "synth", "eval", "replay", "demo")
+SUBCOMMANDS = ("pose", "bench", "export", "synth", "eval", "replay", "demo", "check-weights")
+
+
+MAX_SIDE_PX = 8192  # a working size above this is a typo (OpenCV would fail with a traceback)
+# The matcher holds a few (N0, N1) float32 matrices (N = cells of 14x14 px): 540x720 needs 60 MB.
+WARN_MATCH_BYTES = 2 * 2**30
+MAX_MATCH_BYTES = 16 * 2**30
+MATCH_MATRICES = 4  # scores, two softmaxes, their product
 
 
 class UserError(Exception):
     """An error caused by the user's input; printed as one line without a traceback."""
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint, --dinov2-weights, --device, --precision, --resize and --seed."""
+def parse_size(text: str) -> tuple[int, int]:
+    """``"720x540"`` -> (720, 540), width x height; argparse type of every ``--size``."""
+    try:
+        W, H = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size must be WIDTHxHEIGHT in pixels, e.g. 720x540, got {text!r}") from None
+    if not (0 < W <= MAX_SIDE_PX and 0 < H <= MAX_SIDE_PX):
+        raise argparse.ArgumentTypeError(
+            f"size {W}x{H} is out of range: each side must be 1..{MAX_SIDE_PX} px")
+    return W, H
+
+
+class _ResizeAlias(argparse.Action):
+    """``--resize W H``, the older spelling of ``--size WxH`` (same destination)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: D102
+        try:
+            setattr(namespace, self.dest, parse_size(f"{values[0]}x{values[1]}"))
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument --resize: {err}")
+
+
+def add_size_argument(
+    parser: argparse.ArgumentParser, help: str, default: tuple[int, int] | None = None
+) -> None:
+    """``--size WxH`` (the documented spelling) and ``--resize W H`` (alias), both into ``size``."""
+    parser.add_argument("--size", type=parse_size, default=default, metavar="WxH", help=help)
+    parser.add_argument("--resize", nargs=2, metavar=("W", "H"), dest="size",
+                        action=_ResizeAlias, help="same as --size WxH (older spelling)")
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it, else ``UserError`` naming the fix (used by every command)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:1"
+                        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device} but torch {torch.__version__} sees no CUDA GPU; "
+                            "pass --device cpu, or install the torch build for your GPU")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device} but torch sees {torch.cuda.device_count()} "
+                            "CUDA GPU(s); pick one of them")
+    elif parsed.type != "cpu":
+        raise UserError(f"--device {device!r} is not supported; use cpu or cuda[:N]")
+    return device
+
+
+def print_note(text: str) -> None:
+    """One ``note:`` line on stderr (something the user should know; not an error)."""
+    print(f"note: {text}", file=sys.stderr)
+
+
+def check_working_size(
+    size_wh: tuple[int, int], warn: Callable[[str], object] = print_note
+) -> None:
+    """Refuse a network input whose matching would need gigabytes; warn before a slow one.
+
+    Args:
+        size_wh: (W, H) network input in pixels.
+        warn: called with one line when the job will be slow.
+    """
+    W, H = size_wh
+    cells = (W // 14) * (H // 14)
+    need = MATCH_MATRICES * 4 * cells**2
+    if need > MAX_MATCH_BYTES:
+        raise UserError(
+            f"a {W}x{H} network input makes {cells} keypoints per image and matching would need "
+            f"about {need / 2**30:.0f} GB; pass a smaller --size, e.g. 720x540")
+    if need > WARN_MATCH_BYTES:
+        warn(f"a {W}x{H} network input needs about {need / 2**30:.1f} GB for matching "
+             "and may take minutes on a CPU; a smaller --size (e.g. 720x540) is much faster")
+
+
+def default_working_size(width: int, height: int, long_side: int = 720) -> tuple[int, int]:
+    """The network input for a (width, height) image: the image, scaled down to ``long_side``.
+
+    720 px is the long side of the Map-free images MicKey was trained on; the aspect is kept.
+    """
+    scale = min(1.0, long_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser, size_default: str = "the image size"
+) -> None:
+    """--checkpoint, --dinov2-weights, --device, --precision, --size (alias --resize), --seed."""
     parser.add_argument(
         "--checkpoint",
         type=Path,
@@ -39,12 +138,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["fp32", "fp16", "bf16"],
         help="backbone precision (official GPU runs used fp16)",
     )
-    parser.add_argument(
-        "--resize",
-        type=int,
-        nargs=2,
-        metavar=("W", "H"),
-        help="network input size (default: the image size); intrinsics are rescaled to match",
+    add_size_argument(
+        parser,
+        f"network input size, e.g. 720x540 (default: {size_default}); intrinsics are rescaled",
     )
     parser.add_argument("--seed", type=int, default=0, help="solver seed")
 
@@ -59,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"mickey_ros.cli.{name}")
+            module = importlib.import_module(f"mickey_ros.cli.{name.replace('-', '_')}")
         except ModuleNotFoundError as err:
             if err.name and err.name.startswith("mickey_ros.cli"):
                 continue  # sub-command not built yet
@@ -73,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "device", None):
+            check_device(args.device)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

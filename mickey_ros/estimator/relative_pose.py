@@ -1,7 +1,9 @@
 """``RelativePoseEstimator``: the one API every front-end uses (CLI, node, replay, evaluation).
 
 Owns a MicKey network, a device, a backbone precision and the pose solver; caches the reference
-keyframe's features so each live frame costs one backbone pass; reports per-stage timings.
+keyframe's features so each live frame costs one backbone pass; reports per-stage timings. The
+network runs on a backend (``backends.py``: torch, ONNX Runtime or TensorRT); matching, the solver
+and the cache are the same for all.
 
 Convention:
     ``estimate(query)`` returns ``T_query_ref`` (``X_query = R X_ref + t``, metres), the same as
@@ -11,7 +13,9 @@ Convention:
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,16 +25,38 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mickey_ros.estimator.backends import build_backend
+from mickey_ros.estimator.export import read_metadata
 from mickey_ros.estimator.result import PoseEstimate
 from mickey_ros.geometry.camera import backproject
 from mickey_ros.geometry.ransac import PoseSolution, SolverConfig, solve_pose
 from mickey_ros.model.checkpoint import load_checkpoint
 from mickey_ros.model.config import MickeyConfig
 from mickey_ros.model.mickey import MicKey, MicKeyFeatures
-from mickey_ros.utils.images import check_rgb_image, resize_with_intrinsics, to_tensor
+from mickey_ros.utils.images import (
+    check_network_input,
+    check_rgb_image,
+    resize_with_intrinsics,
+    to_tensor,
+)
 
 DEMO_CHECKPOINT = Path(__file__).parents[1] / "data" / "demo_model.ckpt"
+DEMO_MODEL_NOTE = "demo model: for trying the tool, not for real use"
 PRECISIONS = ("fp32", "fp16", "bf16")
+EXPORT_SIZE_WH = (224, 168)  # example size of an export at start-up (the graph is dynamic)
+
+
+def model_label(checkpoint: str | Path | None) -> str:
+    """How every output names the weights a pose came from (CLI, replay, eval, node log).
+
+    The checkpoint's file name; for the bundled demo model (``None`` or ``'demo'``) with the note
+    that it is not for real use.
+    """
+    if checkpoint is None or str(checkpoint) == "demo" or (
+        Path(checkpoint).resolve() == DEMO_CHECKPOINT.resolve()
+    ):
+        return f"{DEMO_CHECKPOINT.name} ({DEMO_MODEL_NOTE})"
+    return Path(checkpoint).name
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,14 @@ class EstimatorConfig:
     cache_reference: bool = True  # speed trick: reuse the keyframe's features across frames
     keep_matches: bool = False  # attach inlier keypoints and depth maps for visualisation
     solver: SolverConfig = field(default_factory=SolverConfig)
+    # speed paths (docs/deployment.md); each is compared with the plain path in
+    # test/unit/estimator/test_backends.py
+    backend: str = "torch"  # 'torch' | 'onnxruntime' (CPU/CUDA EP) | 'tensorrt' (ORT TensorRT EP)
+    onnx_path: str = ""  # file from `mickey-ros export` for the ONNX backends; '' exports at start
+    autocast: str = ""  # torch backend: '' (off), 'fp16' or 'bf16' autocast of backbone + heads
+    compile: bool = False  # torch backend: torch.compile backbone and heads (per input shape)
+    pin_memory: bool = False  # CUDA only: copy the live image from pinned memory, asynchronously
+    io_binding: bool = False  # ONNX backends: outputs written in place into device tensors
 
 
 @dataclass
@@ -91,13 +125,30 @@ class RelativePoseEstimator:
         (3, 3)
     """
 
-    def __init__(self, model: MicKey, config: EstimatorConfig = EstimatorConfig()) -> None:
+    def __init__(
+        self, model: MicKey, config: EstimatorConfig = EstimatorConfig(), model_name: str = ""
+    ) -> None:
         if config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
         self.config = config
+        # what every output names as the source of a pose (file name, demo note, random weights)
+        self.model_name = model_name or "MicKey (weights of unknown origin)"
         self.device = torch.device(config.device)
-        self.model = model.eval().to(self.device)
-        self.model.set_backbone_precision(config.precision)
+        self.model = model.eval()
+        if config.backend == "torch":
+            self.model.to(self.device).set_backbone_precision(config.precision)
+        size_wh = config.resize or EXPORT_SIZE_WH
+        self.backend = build_backend(
+            self.model, self.device, config.backend, config.precision, config.onnx_path, size_wh,
+            config.autocast, config.compile, config.io_binding,
+        )
+        if config.backend != "torch":
+            with torch.device("meta"):  # the session holds the weights; keep the architecture
+                self.model = MicKey(model.config)
+        self._pin_memory = config.pin_memory and self.device.type == "cuda"
+        if config.pin_memory and not self._pin_memory:
+            warnings.warn(f"pin_memory needs a CUDA device, not {config.device!r}: the live image "
+                          "is copied as usual (set pin_memory False to silence this)", stacklevel=2)
         self._reference: tuple[_Prepared, MicKeyFeatures | None] | None = None
 
     # ----------------------------------------------------------------- construction
@@ -111,7 +162,7 @@ class RelativePoseEstimator:
     ) -> RelativePoseEstimator:
         """Load an official ``mickey.ckpt`` (+ DINOv2 weight file) or one of our checkpoints."""
         model, _ = load_checkpoint(checkpoint, dinov2_weights, model_config=model_config)
-        return cls(model, config)
+        return cls(model, config, model_label(checkpoint))
 
     @classmethod
     def from_model_config(
@@ -119,7 +170,21 @@ class RelativePoseEstimator:
     ) -> RelativePoseEstimator:
         """A randomly initialised network (tests, benchmarks, launch tests)."""
         torch.manual_seed(config.seed)
-        return cls(MicKey(model_config), config)
+        name = f"{model_config.name} (RANDOM weights: poses are meaningless)"
+        return cls(MicKey(model_config), config, name)
+
+    @classmethod
+    def from_onnx(
+        cls, onnx_path: str | Path, config: EstimatorConfig = EstimatorConfig(backend="onnxruntime")
+    ) -> RelativePoseEstimator:
+        """Only an exported file (``mickey-ros export``): no checkpoint, no torch weights."""
+        if config.backend == "torch":
+            raise ValueError("from_onnx needs EstimatorConfig.backend 'onnxruntime' or 'tensorrt'")
+        model_config = MickeyConfig.from_dict(json.loads(read_metadata(onnx_path)["model_config"]))
+        with torch.device("meta"):  # architecture only: the weights live in the file
+            model = MicKey(model_config)
+        config = dataclasses.replace(config, onnx_path=str(onnx_path))
+        return cls(model, config, Path(onnx_path).name)
 
     @classmethod
     def from_demo(cls, config: EstimatorConfig = EstimatorConfig()) -> RelativePoseEstimator:
@@ -146,7 +211,12 @@ class RelativePoseEstimator:
         check_rgb_image(image, name)
         K = _check_intrinsics(K, f"K of {name}")
         resized, K_net = resize_with_intrinsics(image, K, self.config.resize)
-        tensor = to_tensor(resized).to(self.device, non_blocking=True)
+        patch, border = self.model.config.backbone.patch_size, self.model.config.heads.border_cells
+        check_network_input(resized.shape[1], resized.shape[0], patch * (2 * border + 1), name)
+        tensor = to_tensor(resized)
+        if self._pin_memory:  # lets the copy below run asynchronously
+            tensor = tensor.pin_memory()
+        tensor = tensor.to(self.device, non_blocking=True)
         scale = (resized.shape[1] / image.shape[1], resized.shape[0] / image.shape[0])
         return _Prepared(
             tensor, torch.as_tensor(K_net, dtype=torch.float32, device=self.device), scale
@@ -154,10 +224,7 @@ class RelativePoseEstimator:
 
     def _extract(self, images: list[Tensor], timings: dict[str, float]) -> MicKeyFeatures:
         batch = torch.stack(images)  # (B, 3, H, W)
-        with self._timed(timings, "backbone"):
-            feature_map = self.model.encode(batch)
-        with self._timed(timings, "heads"):
-            return self.model.decode(feature_map)
+        return self.backend.extract(batch, lambda stage: self._timed(timings, stage))
 
     def _generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.config.seed)
@@ -242,7 +309,7 @@ class RelativePoseEstimator:
     ) -> list[PoseEstimate]:
         B = len(queries)
         with self._timed(timings, "matching"):
-            P = self.model.match(ref_feats, query_feats)  # (B, N0, N1)
+            P = self.backend.match(ref_feats, query_feats)  # (B, N0, N1)
         with self._timed(timings, "solver"):
             K_ref = reference.K.expand(B, 3, 3)
             K_query = torch.stack([q.K for q in queries])

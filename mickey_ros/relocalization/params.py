@@ -25,6 +25,8 @@ from mickey_ros.relocalization.session import TF_MODES, SessionConfig
 from mickey_ros.utils.config import ConfigError, config_from_dict
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")  # mickey_ros.estimator.backends.BACKENDS
+AUTOCAST = ("", "fp16", "bf16")  # mickey_ros.estimator.backends.AUTOCAST ('' = off)
 CAMERA_INFO_MODES = ("sync", "latest")
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
@@ -57,6 +59,17 @@ class ModelParams:
                                     range=(0, 100))
     seed: int = _param(0, "Solver seed: same frames + seed = same pose", range=(0, 2**31 - 1))
     cache_reference: bool = _param(True, "Reuse the keyframe features for every live frame")
+    backend: str = _param("torch", "Network runtime: torch, onnxruntime (CPU/CUDA provider) or "
+                          "tensorrt (ONNX Runtime's TensorRT provider); docs/deployment.md",
+                          choices=BACKENDS)
+    onnx_path: str = _param("", "File from `mickey-ros export` for onnxruntime/tensorrt (then no "
+                            "checkpoint is loaded); '' = export the checkpoint at configure")
+    autocast: str = _param("", "torch backend: '' (off), fp16 or bf16 autocast of backbone and "
+                           "heads", choices=AUTOCAST)
+    compile: bool = _param(False, "torch backend: torch.compile backbone and heads")
+    pin_memory: bool = _param(False, "CUDA: copy the live image from pinned host memory")
+    io_binding: bool = _param(False, "onnxruntime/tensorrt: outputs written in place on the "
+                              "device (no host round trip)")
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,7 @@ class NodeParams:
 
     def estimator_config(self) -> Any:
         """``mickey_ros.estimator.relative_pose.EstimatorConfig`` of these parameters."""
+        from mickey_ros.estimator.backends import SPEED_FIELDS
         from mickey_ros.estimator.relative_pose import EstimatorConfig
         from mickey_ros.geometry.ransac import SolverConfig
 
@@ -179,7 +193,8 @@ class NodeParams:
         solver = dataclasses.replace(SolverConfig(), **dataclasses.asdict(self.solver))
         return EstimatorConfig(device=m.device, precision=m.precision, resize=resize, seed=m.seed,
                                cache_reference=m.cache_reference, solver=solver,
-                               keep_matches=self.output.publish_debug_image)
+                               keep_matches=self.output.publish_debug_image,
+                               **{name: getattr(m, name) for name in SPEED_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -272,7 +287,7 @@ def build_estimator(params: NodeParams, warn: Callable[[str], Any] | None = None
 
     ``checkpoint``: a file (official or ours), or ``'demo'`` for the bundled model; with an empty
     checkpoint, ``config`` names a model factory for random weights (launch tests). Weights are
-    never downloaded.
+    never downloaded. ``onnx_path`` with an ONNX ``backend`` loads only that file.
 
     Raises:
         ConfigError: empty checkpoint and config, or a CUDA device that torch cannot see.
@@ -289,6 +304,8 @@ def build_estimator(params: NodeParams, warn: Callable[[str], Any] | None = None
             f"model.device is {model.device!r} but torch {torch.__version__} sees no CUDA GPU; "
             "set device:=cpu or install the torch build for this GPU (docs/ros.md)"
         )
+    if model.onnx_path and model.backend != "torch":
+        return RelativePoseEstimator.from_onnx(model.onnx_path, config)
     if model.checkpoint == "demo":
         return RelativePoseEstimator.from_demo(config)
     if model.checkpoint:

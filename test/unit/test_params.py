@@ -32,7 +32,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 class TestParameterSpecs:
     def test_names(self):
         names = [spec.name for spec in parameter_specs()]
-        assert len(names) == len(set(names)) == 42
+        assert len(names) == len(set(names)) == 48  # 42 + 6 backend parameters (issue 16)
         assert names[:3] == ["autostart", "model.checkpoint", "model.dinov2_weights"]
         assert {n.split(".")[0] for n in names} == {
             "autostart", "model", "solver", "input", "reference", "output", "gate"}
