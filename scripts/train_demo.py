@@ -4,9 +4,12 @@
 Stages (each can run alone; outputs go to ``--run``):
 
     render   held-out synthetic pairs with a seed no training or validation pair uses
-    train    ``mickey-train --config config/train/synthetic_small.yaml`` (mickey_ros.train.main)
+    train    ``mickey-train --config config/train/demo_cnn.yaml`` (mickey_ros.train.main)
     evaluate the untrained model (the run's initial weights), every step checkpoint and an
              identity-pose reference on the held-out pairs -> heldout_metrics.json
+    diagnose matching vs depth of a checkpoint -> diagnosis.json
+    gate     held-out errors of the pairs the node's default quality gate accepts vs rejects
+    unseen   a checkpoint on scenes and rigs the config does not train on -> unseen_metrics.json
     plot     learning curves (training losses, held-out errors per checkpoint) -> PNG
     export   the chosen checkpoint without optimiser state, fp16 -> demo_model.ckpt
 
@@ -24,6 +27,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -44,7 +48,7 @@ from mickey_ros.train.main import main as train_main
 from mickey_ros.train.module import MicKeyTrainingModule
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "config" / "train" / "synthetic_small.yaml"
+CONFIG = REPO / "config" / "train" / "demo_cnn.yaml"
 HELDOUT_SEED = 2000  # training uses seed 0, in-training validation 1000
 VCRE_SCALED_PX = 30.0  # 90 px at Map-free's 720 px height, scaled to our 240 px
 
@@ -286,19 +290,89 @@ def stage_speed(run: Path, cfg, steps: int = 6) -> dict:
     return results
 
 
-def stage_export(checkpoint: Path, out: Path) -> Path:
+def gate_split(rows: torch.Tensor, inlier_ratio: torch.Tensor, threshold: float) -> dict:
+    """Median errors of the pairs with ``inlier_ratio >= threshold`` (accepted) and the others.
+
+    Args:
+        rows: (N, 4) ``[t_err_m, r_err_deg, vcre_px, confidence]`` (``evaluate_batch``).
+        inlier_ratio: (N,) confidence / sampled matches, what the node's gate compares.
+        threshold: the gate (``gate.min_confidence``).
+    """
+    out: dict[str, Any] = {"threshold": threshold}
+    accepted = inlier_ratio >= threshold
+    for name, keep in (("accepted", accepted), ("rejected", ~accepted)):
+        sel = rows[keep].double().numpy()
+        out[name] = {"pairs": int(keep.sum()),
+                     "median_t_m": float(np.median(sel[:, 0])) if len(sel) else None,
+                     "median_R_deg": float(np.median(sel[:, 1])) if len(sel) else None}
+    return out
+
+
+def stage_gate(run: Path, cfg, checkpoint: Path) -> dict:
+    """The node's default gate (inlier ratio >= ``GateParams.min_confidence``) on held-out pairs."""
+    from mickey_ros.relocalization.params import GateParams
+
+    module = _module_for(cfg, checkpoint).eval()
+    batches = heldout_batches(run / "heldout_pairs", (cfg.data.width, cfg.data.height))
+    rows = torch.cat([module.evaluate_batch(b, torch.Generator().manual_seed(i))
+                      for i, b in enumerate(batches)])
+    ratio = rows[:, 3] / module.solver_config.num_samples
+    result = gate_split(rows, ratio, GateParams().min_confidence)
+    result["inlier_ratio_quartiles"] = ratio.quantile(torch.tensor([0.25, 0.5, 0.75])).tolist()
+    (run / "gate.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+# scenes and rigs the demo config does not train on (the generic pair sampling's ranges)
+UNSEEN = {
+    "courtyard_same_rig": {"scene": "courtyard"},
+    "room_other_rigs": {"camera_height_m": (0.5, 1.8), "pitch_deg": (-20.0, 10.0),
+                        "max_roll_deg": 5.0, "focal_ratio": (0.75, 0.9)},
+}
+
+
+def stage_unseen(run: Path, cfg, checkpoint: Path, count: int) -> dict:
+    """Held-out metrics and depth error of ``checkpoint`` on each ``UNSEEN`` pair sampling."""
+    results = {}
+    for name, change in UNSEEN.items():
+        pairs = run / f"unseen_{name}"
+        if not (pairs / "pairs.json").exists():
+            write_pairs(pairs, count, (cfg.data.width, cfg.data.height), HELDOUT_SEED,
+                        replace(cfg.data.synthetic_pairs, **change), previews=False)
+        module = _module_for(cfg, checkpoint).eval()
+        batches = heldout_batches(pairs, (cfg.data.width, cfg.data.height), with_depth=True)
+        metrics = evaluate_module(module, batches)
+        depth = []
+        with torch.no_grad():
+            for b in batches:
+                f0 = module.forward_pair(b)["f0"]
+                z0 = sample_depth_at(b["depth0"], f0.kpts)
+                depth += [float(depth_supervision(f0.depth[i : i + 1], z0[i : i + 1]))
+                          for i in range(len(z0))]
+        identity = summarise(torch.cat([identity_rows(b) for b in batches]))
+        results[name] = {"pair_sampling_change": change, **metrics,
+                         "median_depth_log_error": float(np.median(depth)),
+                         "identity_median_t_m": identity["median_t_m"]}
+    (run / "unseen_metrics.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def stage_export(checkpoint: Path, out: Path, config: Path) -> Path:
     """Weights only (no optimiser state), fp16, in the mickey_ros checkpoint format."""
     model, _ = load_checkpoint(checkpoint)
     model.half()  # fp16 storage halves the file; loading casts back to the model's fp32
+    trained_with = config.resolve()
     meta = {"source_checkpoint": checkpoint.name,
-            "trained_with": "config/train/synthetic_small.yaml"}
+            "trained_with": str(trained_with.relative_to(REPO) if trained_with.is_relative_to(REPO)
+                                else trained_with)}
     return save_checkpoint(out, model, extra={"demo": meta})
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one stage or all of them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    stages = ("render", "train", "evaluate", "diagnose", "speed", "plot", "export", "all")
+    stages = ("render", "train", "evaluate", "diagnose", "gate", "unseen", "speed", "plot",
+              "export", "all")
     parser.add_argument("stage", choices=stages)
     parser.add_argument("--run", type=Path, default=Path("runs/demo"))
     parser.add_argument("--config", type=Path, default=CONFIG)
@@ -323,12 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     final = args.checkpoint or args.run / "checkpoints" / "last.ckpt"
     if args.stage in ("diagnose", "all"):
         print(json.dumps(stage_diagnose(args.run, cfg, final), indent=1))
+    if args.stage in ("gate", "all"):
+        print(json.dumps(stage_gate(args.run, cfg, final), indent=1))
+    if args.stage in ("unseen", "all"):
+        print(json.dumps(stage_unseen(args.run, cfg, final, args.heldout), indent=1))
     if args.stage in ("speed", "all"):
         print(json.dumps(stage_speed(args.run, cfg), indent=1))
     if args.stage in ("plot", "all"):
         stage_plot(args.run, args.png)
     if args.stage in ("export", "all"):
-        print(f"wrote {stage_export(final, args.out)}")
+        print(f"wrote {stage_export(final, args.out, args.config)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The MicKey network: DINOv2 backbone, four heads, matcher, configs and checkpoint I/O."""
+"""The MicKey network: DINOv2 backbone or demo CNN, four heads, matcher, configs, checkpoint I/O."""
 
 from mickey_ros.model.checkpoint import (
     CheckpointError,
@@ -14,6 +14,7 @@ from mickey_ros.model.config import (
     MatcherConfig,
     MickeyConfig,
     get_model_config,
+    mickey_demo_cnn,
     mickey_small,
     mickey_tiny,
     mickey_vitl14,
@@ -34,6 +35,7 @@ __all__ = [
     "get_model_config",
     "load_checkpoint",
     "load_state_dict_file",
+    "mickey_demo_cnn",
     "mickey_small",
     "mickey_tiny",
     "mickey_vitl14",

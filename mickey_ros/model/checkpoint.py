@@ -327,6 +327,8 @@ def _inject_backbone(state: dict[str, Tensor], model: MicKey, path: Path,
                      dinov2_weights: str | Path | None) -> list[str]:
     """Add the DINOv2 file's weights under the backbone prefix; returns its key problems."""
     prefix = f"compute_matches.extractor.{model.extractor.backbone_name}."
+    if model.config.backbone.arch == "conv":  # ours: no hub file; missing keys are listed later
+        return []
     if any(BACKBONE_MARKER in k for k in state):
         if dinov2_weights is not None:
             warnings.warn(f"{path} already contains the backbone weights; ignoring "
@@ -422,7 +424,7 @@ def save_checkpoint(
         raise ValueError(f"extra must not contain the reserved key(s) {clash}")
     backbone = model.config.backbone
     if include_backbone is None:
-        include_backbone = backbone.trainable or backbone.arch == "custom"
+        include_backbone = backbone.trainable or backbone.arch in ("custom", "conv")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()
              if include_backbone or BACKBONE_MARKER not in k}
     meta = checkpoint_metadata(model, include_backbone)

@@ -26,12 +26,16 @@ _DINOV2_ARCHS: dict[str, tuple[int, int, int, str]] = {
     "vitl14": (1024, 24, 16, "mlp"),
     "vitg14": (1536, 40, 24, "swiglu"),
 }
-BACKBONE_ARCHS = (*_DINOV2_ARCHS, "custom")
+BACKBONE_ARCHS = (*_DINOV2_ARCHS, "custom", "conv")
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """DINOv2 ViT backbone (official key names; see ``mickey_ros.model.vit``)."""
+    """DINOv2 ViT backbone (official key names; see ``mickey_ros.model.vit``).
+
+    ``arch='conv'`` (ours) is the demo CNN of ``mickey_ros.model.conv_encoder`` instead: it uses
+    ``embed_dim`` (output channels), ``depth`` (residual blocks) and ``patch_size`` (14) only.
+    """
 
     arch: str = "vitl14"  # official: dinov2_vitl14; 'vits14','vitb14','vitl14','vitg14','custom'
     embed_dim: int = 1024  # official MICKEY.DINOV2.CHANNEL_DIM
@@ -47,7 +51,7 @@ class BackboneConfig:
     def __post_init__(self) -> None:
         if self.arch not in BACKBONE_ARCHS:
             raise ConfigError(f"backbone.arch must be one of {BACKBONE_ARCHS}, got {self.arch!r}")
-        if self.arch != "custom":
+        if self.arch in _DINOV2_ARCHS:
             expected = _DINOV2_ARCHS[self.arch]
             got = (self.embed_dim, self.depth, self.num_heads, self.ffn)
             if got != expected:
@@ -55,6 +59,9 @@ class BackboneConfig:
                     f"backbone.arch {self.arch!r} needs (embed_dim, depth, num_heads, ffn) = "
                     f"{expected}, got {got}; use backbone_config({self.arch!r}) or arch='custom'"
                 )
+        if self.arch == "conv" and self.patch_size != 14:
+            raise ConfigError(f"backbone.arch 'conv' has a fixed 14 px cell (7 px stem, then "
+                              f"stride 2); backbone.patch_size must be 14, got {self.patch_size}")
         if self.ffn not in ("mlp", "swiglu"):
             raise ConfigError(f"backbone.ffn must be 'mlp' or 'swiglu', got {self.ffn!r}")
         # bounds well above DINOv2 giant (1536 x 40): a tampered config must not hang a build
@@ -176,6 +183,21 @@ def mickey_small() -> MickeyConfig:
     )
 
 
+def mickey_demo_cnn() -> MickeyConfig:
+    """The bundled demo model: CNN encoder with coordinate channels, mickey_small's heads, fp32.
+
+    Depth through the official sigmoid option (``20 * sigmoid``): close to a log-depth output for
+    room depths, which the log depth loss trains faster than the raw metres of the paper's head.
+    """
+    return MickeyConfig(
+        name="mickey_demo_cnn",
+        backbone=BackboneConfig(arch="conv", embed_dim=128, depth=6, num_heads=1, trainable=True),
+        heads=HeadsConfig(blocks_dim=(128, 64, 64, 32), attention_heads=4, attention_layers=1,
+                          use_depth_sigmoid=True, max_depth=20.0),
+        backbone_precision="fp32",
+    )
+
+
 def mickey_tiny() -> MickeyConfig:
     """Unit tests: a few thousand parameters per module, fp32, frozen custom backbone."""
     return MickeyConfig(
@@ -190,6 +212,7 @@ MODEL_FACTORIES = {
     "mickey_vitl14": mickey_vitl14,
     "mickey_vits14": mickey_vits14,
     "mickey_small": mickey_small,
+    "mickey_demo_cnn": mickey_demo_cnn,
     "mickey_tiny": mickey_tiny,
 }
 

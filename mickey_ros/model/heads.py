@@ -22,14 +22,16 @@ class ResBlock(nn.Module):
 
     Convs are 3x3, zero padding, no bias; the shortcut is a 1x1 conv (key ``shortcut.0``) only when
     the width changes. ``final_relu=False`` is used by the descriptor head's last block.
+    ``dilation`` (ours, 1 in the official heads) widens both convs for the demo CNN encoder.
     """
 
-    def __init__(self, c_in: int, c_out: int, use_bn: bool = True, final_relu: bool = True) -> None:
+    def __init__(self, c_in: int, c_out: int, use_bn: bool = True, final_relu: bool = True,
+                 dilation: int = 1) -> None:
         super().__init__()
         self.final_relu = final_relu
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out) if use_bn else nn.Identity()
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out) if use_bn else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Sequential()

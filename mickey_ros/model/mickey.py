@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from mickey_ros.model.config import PRECISIONS, MickeyConfig
+from mickey_ros.model.conv_encoder import ConvEncoder
 from mickey_ros.model.heads import (
     ConvAttentionHead,
     ScoreHead,
@@ -70,9 +71,11 @@ class MicKeyExtractor(nn.Module):
 
     def __init__(self, config: MickeyConfig) -> None:
         super().__init__()
-        self.backbone_name = f"dinov2_{config.backbone.arch}"
+        conv = config.backbone.arch == "conv"  # ours: the demo CNN, key prefix conv_encoder.
+        self.backbone_name = "conv_encoder" if conv else f"dinov2_{config.backbone.arch}"
         self.trainable_backbone = config.backbone.trainable
-        self.add_module(self.backbone_name, DinoVisionTransformer(config.backbone))
+        encoder = ConvEncoder(config.backbone) if conv else DinoVisionTransformer(config.backbone)
+        self.add_module(self.backbone_name, encoder)
         C = config.backbone.embed_dim
         self.depth_head = ConvAttentionHead(C, config.heads, "depth", 1)
         self.det_offset = ConvAttentionHead(C, config.heads, "xy_offset", 2)
@@ -83,8 +86,8 @@ class MicKeyExtractor(nn.Module):
             self.backbone.eval()
 
     @property
-    def backbone(self) -> DinoVisionTransformer:
-        """The DINOv2 ViT (attribute ``dinov2_<arch>``)."""
+    def backbone(self) -> DinoVisionTransformer | ConvEncoder:
+        """The DINOv2 ViT (attribute ``dinov2_<arch>``) or the demo CNN (``conv_encoder``)."""
         return getattr(self, self.backbone_name)
 
     def train(self, mode: bool = True) -> MicKeyExtractor:
@@ -132,8 +135,8 @@ class MicKey(nn.Module):
         return self.compute_matches.extractor
 
     @property
-    def backbone(self) -> DinoVisionTransformer:
-        """The DINOv2 ViT (``compute_matches.extractor.dinov2_<arch>``)."""
+    def backbone(self) -> DinoVisionTransformer | ConvEncoder:
+        """The backbone (``compute_matches.extractor.dinov2_<arch>`` or ``.conv_encoder``)."""
         return self.compute_matches.extractor.backbone
 
     @property
@@ -160,9 +163,12 @@ class MicKey(nn.Module):
         self.backbone.requires_grad_(trainable)
         self.backbone.train(trainable and self.training)
 
+    def _backbone_dtype(self) -> torch.dtype:
+        return next(self.backbone.parameters()).dtype
+
     def _apply_backbone_precision(self) -> None:
         target = PRECISION_DTYPES[self.config.backbone_precision]
-        current = self.backbone.pos_embed.dtype
+        current = self._backbone_dtype()
         if current == target:
             return
         if current != torch.float32 and target == torch.float32:
@@ -188,7 +194,7 @@ class MicKey(nn.Module):
             raise ValueError(f"image is {tuple(image.shape[-2:])} (H, W) but MicKey needs at "
                              f"least {min_side} px per side; resize it (and its K) up")
         self._apply_backbone_precision()
-        image = crop_to_multiple(image, p).to(self.backbone.pos_embed.dtype)
+        image = crop_to_multiple(image, p).to(self._backbone_dtype())
         grad = self.extractor.trainable_backbone and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
             return self.backbone(image).float()
