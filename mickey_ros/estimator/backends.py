@@ -213,7 +213,7 @@ class OnnxRuntimeBackend:
 def export_for_backend(model: MicKey, size_wh: tuple[int, int], directory: Path) -> Path:
     """Export ``model`` (dynamic sizes, parity-checked) into ``directory`` for a session."""
     p = model.config.backbone.patch_size
-    W, H = (max(s - s % p, p * (2 * model.config.heads.border_cells + 1)) for s in size_wh)
+    W, H = (max(s - s % p, model.config.min_input_side) for s in size_wh)
     return export_onnx(model, directory / f"{model.config.name}.onnx", (W, H),
                        source=model.config.name).path
 

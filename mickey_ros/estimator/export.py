@@ -213,11 +213,11 @@ def parity_check(model: MicKey, path: str | Path, sizes_wh: list[tuple[int, int]
 
 
 def _check_size(model: MicKey, size_wh: tuple[int, int]) -> None:
-    p, border = model.config.backbone.patch_size, model.config.heads.border_cells
+    p, min_side = model.config.backbone.patch_size, model.config.min_input_side
     W, H = size_wh
-    if W % p or H % p or min(W, H) < p * (2 * border + 1) or max(W, H) > MAX_SIDE:
+    if W % p or H % p or min(W, H) < min_side or max(W, H) > MAX_SIDE:
         raise ValueError(f"export size {W}x{H} must be multiples of {p} px between "
-                         f"{p * (2 * border + 1)} and {MAX_SIDE} per side (e.g. 532x714 for "
+                         f"{min_side} and {MAX_SIDE} per side (e.g. 532x714 for "
                          "Map-free's 540x720 after the top-left crop)")
 
 

@@ -192,7 +192,7 @@ class RelativePoseEstimator:
         if not DEMO_CHECKPOINT.is_file():
             raise FileNotFoundError(
                 f"the bundled demo model {DEMO_CHECKPOINT} is missing; reinstall mickey_ros or "
-                "train it with `mickey-train --config config/train/synthetic_small.yaml`"
+                "train it with `mickey-train --config config/train/demo_cnn.yaml`"
             )
         return cls.from_checkpoint(DEMO_CHECKPOINT, config=config)
 
@@ -211,8 +211,8 @@ class RelativePoseEstimator:
         check_rgb_image(image, name)
         K = _check_intrinsics(K, f"K of {name}")
         resized, K_net = resize_with_intrinsics(image, K, self.config.resize)
-        patch, border = self.model.config.backbone.patch_size, self.model.config.heads.border_cells
-        check_network_input(resized.shape[1], resized.shape[0], patch * (2 * border + 1), name)
+        min_side = self.model.config.min_input_side
+        check_network_input(resized.shape[1], resized.shape[0], min_side, name)
         tensor = to_tensor(resized)
         if self._pin_memory:  # lets the copy below run asynchronously
             tensor = tensor.pin_memory()

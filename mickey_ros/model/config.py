@@ -142,6 +142,15 @@ class MickeyConfig:
                 f"backbone_precision must be one of {PRECISIONS}, got {self.backbone_precision!r}"
             )
 
+    @property
+    def min_input_side(self) -> int:
+        """Smallest side of the network input in px: the border cells on both sides plus one.
+
+        The score head zeroes ``border_cells`` cells on each side, so a side needs at least
+        ``2 * border_cells + 1`` cells (98 px for MicKey's 14 px patches and 3 border cells).
+        """
+        return self.backbone.patch_size * (2 * self.heads.border_cells + 1)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str | None = None) -> MickeyConfig:
         """Build from a nested mapping (e.g. YAML or a checkpoint); unknown keys raise."""

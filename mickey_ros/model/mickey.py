@@ -188,8 +188,7 @@ class MicKey(nn.Module):
         check_shape(image, "B 3 H W", "image")
         if not image.is_floating_point():
             raise ValueError(f"image must be a float tensor in [0, 1], got {image.dtype}")
-        p, border = self.config.backbone.patch_size, self.config.heads.border_cells
-        min_side = p * (2 * border + 1)
+        p, min_side = self.config.backbone.patch_size, self.config.min_input_side
         if min(image.shape[-2:]) < min_side:
             raise ValueError(f"image is {tuple(image.shape[-2:])} (H, W) but MicKey needs at "
                              f"least {min_side} px per side; resize it (and its K) up")
