@@ -154,12 +154,22 @@ def stage_evaluate(run: Path, cfg, every: int = 1, compare: tuple[Path, ...] = (
     return results
 
 
-def _read_log(run: Path) -> list[dict[str, float]]:
-    rows = []
-    for path in sorted((run / "logs").glob("version_*/metrics.csv")):
+def read_log(run: Path) -> list[dict[str, float]]:
+    """Training log rows of every ``logs/version_*`` in step order.
+
+    A session resumed from an earlier checkpoint replaces the rows the previous session logged
+    from that step on (a crashed session's last steps were retrained).
+    """
+    rows: list[dict[str, float]] = []
+    paths = sorted((run / "logs").glob("version_*/metrics.csv"),
+                   key=lambda p: int(p.parent.name.split("_")[1]))
+    for path in paths:
         with path.open() as f:
-            rows += [{k: float(v) for k, v in r.items() if v not in ("", None)}
-                     for r in csv.DictReader(f)]
+            new = [{k: float(v) for k, v in r.items() if v not in ("", None)}
+                   for r in csv.DictReader(f)]
+        if new:
+            first = min(r["step"] for r in new)
+            rows = [r for r in rows if r["step"] < first] + new
     return rows
 
 
@@ -170,7 +180,7 @@ def stage_plot(run: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    log = _read_log(run)
+    log = read_log(run)
     metrics = json.loads((run / "heldout_metrics.json").read_text())
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     curves = (("train/depth", "depth |log z - log z_gt|"),
@@ -213,6 +223,30 @@ def log_depth_ratio_split(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Ten
         offset = ratio.median()
         rows.append(torch.stack([offset, (ratio - offset).abs().median()]))
     return torch.stack(rows)
+
+
+DEPTH_BINS_M = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 100.0)  # GT depth ranges of ``depth_by_range``
+
+
+def depth_by_range(z_pred: torch.Tensor, z_gt: torch.Tensor) -> dict[str, Any]:
+    """Pooled depth errors over every keypoint with a known GT depth (``0 < z_gt < 100`` m).
+
+    ``median_abs_log_error``: the median ``|log z - log z_gt|`` over all keypoints (the
+    per-image mean of ``diagnose_batch`` weighs a few badly wrong near points more).
+    ``signed_by_gt_depth``: per GT depth range of ``DEPTH_BINS_M``, the keypoint count and the
+    median signed ``log z - log z_gt``; positive near and negative far means the depth is
+    compressed towards the middle, which shortens every translation along the optical axis.
+    """
+    valid = (z_gt > 0) & (z_gt < DEPTH_BINS_M[-1])
+    gt = z_gt[valid]
+    err = torch.log(z_pred[valid].clamp(min=0.05)) - torch.log(gt)
+    bins = {}
+    for low, high in zip(DEPTH_BINS_M[:-1], DEPTH_BINS_M[1:]):
+        sel = (gt >= low) & (gt < high)
+        if sel.any():
+            bins[f"{low:g}-{high:g} m"] = {"keypoints": int(sel.sum()),
+                                           "median_signed_log_error": float(err[sel].median())}
+    return {"median_abs_log_error": float(err.abs().median()), "signed_by_gt_depth": bins}
 
 
 @torch.no_grad()
@@ -265,6 +299,12 @@ def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
                 "R_err_deg_with_gt_depth", "t_err_m_with_gt_depth",
                 "depth_residual_after_scale", "image_independent_map_residual_after_scale")
         results[name] = {k: float(v) for k, v in zip(keys, rows.nanmedian(0).values)}
+        with torch.no_grad():
+            f0s = [module.forward_pair(b)["f0"] for b in batches]
+        z_pred = torch.cat([f.depth.flatten() for f in f0s])
+        z_gt = torch.cat([sample_depth_at(b["depth0"], f.kpts).flatten()
+                          for b, f in zip(batches, f0s)])
+        results[name]["keypoints"] = depth_by_range(z_pred, z_gt)
     (run / "diagnosis.json").write_text(json.dumps(results, indent=1))
     return results
 

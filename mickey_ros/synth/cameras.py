@@ -37,6 +37,7 @@ class PairSamplingConfig:
     noise_sigma: tuple[float, float] = (1.0, 3.0)  # per-view sensor noise, 8-bit units
     max_tries: int = 300  # candidate poses per scene before trying another scene
     pairs_per_scene: int = 4  # consecutive pair indices share a place (scene generation is ~25 ms)
+    max_scenes: int = 8  # places tried for one pair before giving up (a narrow rig needs more)
 
     def __post_init__(self) -> None:
         for name in (
@@ -55,6 +56,8 @@ class PairSamplingConfig:
                     f"PairSamplingConfig.{name} must be (min, max) with min <= max, "
                     f"got {(low, high)}"
                 )
+        if self.max_scenes < 1:
+            raise ValueError(f"PairSamplingConfig.max_scenes must be >= 1, got {self.max_scenes}")
         if self.pairs_per_scene < 1:
             raise ValueError(
                 f"PairSamplingConfig.pairs_per_scene must be >= 1, got {self.pairs_per_scene}"

@@ -121,16 +121,19 @@ class PairRenderer:
         """
         rng = np.random.default_rng([self.seed, int(index)])
         group = int(index) // self.config.pairs_per_scene
-        for attempt in range(8):
+        cfg = self.config
+        for attempt in range(cfg.max_scenes):
             kind, scene = self._scene(group, attempt)
             pair = self._sample_in_scene(rng, scene)
             if pair is not None:
                 pair.info.update(scene=kind, seed=self.seed, index=int(index))
                 return pair
         raise RuntimeError(
-            f"no camera pair satisfies baseline {self.config.baseline_m} m, rotation "
-            f"{self.config.rotation_deg} deg and overlap {self.config.overlap} in 8 scenes; "
-            "widen these ranges (large rotations need large baselines)"
+            f"pair {index}: no camera pair satisfies baseline {cfg.baseline_m} m, rotation "
+            f"{cfg.rotation_deg} deg, overlap {cfg.overlap}, pitch {cfg.pitch_deg} deg and "
+            f"camera height {cfg.camera_height_m} m in {cfg.max_scenes} scenes; widen these "
+            "ranges (large rotations need large baselines) or raise max_scenes (a narrow rig "
+            "succeeds in fewer places)"
         )
 
     def _scene(self, group: int, attempt: int) -> tuple[str, Scene]:

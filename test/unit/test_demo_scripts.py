@@ -47,3 +47,30 @@ def test_gate_split_medians_of_accepted_and_rejected_pairs():
                                "median_R_deg": pytest.approx(2.0)}
     assert out["rejected"] == {"pairs": 2, "median_t_m": pytest.approx(0.7),
                                "median_R_deg": pytest.approx(7.0)}
+
+
+def test_depth_by_range_pools_keypoints_and_signs_each_depth_range():
+    td = _script("train_demo")
+    z_gt = torch.tensor([[0.5, 1.5, 5.0, 0.0], [7.0, 7.5, 150.0, 1.2]])
+    # near overestimated by e^0.4, far underestimated by e^-0.2; unknown (0) and sky (150) ignored
+    z_pred = z_gt * torch.tensor([[0.4, 0.0, -0.1, 0.0], [-0.2, -0.2, 5.0, 0.0]]).exp()
+    out = td.depth_by_range(z_pred, z_gt)
+    assert out["median_abs_log_error"] == pytest.approx(0.1, abs=1e-6)  # of 0.4 0 .1 .2 .2 0
+    bins = out["signed_by_gt_depth"]
+    assert list(bins) == ["0-1 m", "1-2 m", "4-6 m", "6-9 m"]
+    assert bins["0-1 m"] == {"keypoints": 1, "median_signed_log_error": pytest.approx(0.4)}
+    assert bins["1-2 m"]["keypoints"] == 2
+    assert bins["6-9 m"] == {"keypoints": 2, "median_signed_log_error": pytest.approx(-0.2)}
+
+
+def test_read_log_lets_a_resumed_session_replace_the_steps_it_retrained(tmp_path):
+    td = _script("train_demo")
+    for version, steps in ((0, (9, 19)), (2, (29, 39, 49)), (10, (39, 59))):
+        folder = tmp_path / "logs" / f"version_{version}"
+        folder.mkdir(parents=True)
+        lines = ["step,train/depth,val/median_t_m"] + [f"{s},{version}.5," for s in steps]
+        (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    rows = td.read_log(tmp_path)
+    assert [(r["step"], r["train/depth"]) for r in rows] == [
+        (9, 0.5), (19, 0.5), (29, 2.5), (39, 10.5), (59, 10.5)]
+    assert "val/median_t_m" not in rows[0]

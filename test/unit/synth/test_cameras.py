@@ -78,6 +78,8 @@ class TestPairSamplingConfig:
             PairSamplingConfig(scene="forest")
         with pytest.raises(ValueError, match="pairs_per_scene"):
             PairSamplingConfig(pairs_per_scene=0)
+        with pytest.raises(ValueError, match="max_scenes"):
+            PairSamplingConfig(max_scenes=0)
         with pytest.raises(ValueError, match="overlap"):
             PairSamplingConfig(overlap=(1.5, 2.0))
 

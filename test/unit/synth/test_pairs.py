@@ -140,6 +140,20 @@ class TestPairRenderer:
         ):
             renderer.render_pair(0)
 
+    def test_gives_up_after_max_scenes_and_names_every_range(self, egl, monkeypatch):
+        impossible = PairSamplingConfig(baseline_m=(0.0, 0.01), rotation_deg=(50.0, 60.0),
+                                        max_tries=5, max_scenes=3)
+        with PairRenderer(SMALL_WH, config=impossible) as renderer:
+            tried = []
+            scene = renderer._scene
+            monkeypatch.setattr(renderer, "_scene", lambda g, a: tried.append(a) or scene(g, a))
+            with pytest.raises(RuntimeError) as err:
+                renderer.render_pair(7)
+        assert tried == [0, 1, 2]
+        for text in ("pair 7", "in 3 scenes", "pitch (-20.0, 10.0) deg",
+                     "camera height (1.0, 1.8) m", "raise max_scenes"):
+            assert text in str(err.value)
+
 
 class TestWritePairs:
     def test_files_index_and_round_trip(self, egl, tmp_path, easy_pairs):
