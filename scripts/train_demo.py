@@ -210,6 +210,11 @@ def stage_plot(run: Path, out_png: Path) -> None:
     fig.savefig(out_png, dpi=90)
 
 
+def log_depth_ratio(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Tensor:
+    """``log z - log z_gt`` elementwise, the prediction clamped at 5 cm as the depth loss does."""
+    return torch.log(z_pred.clamp(min=0.05)) - torch.log(z_gt)
+
+
 def log_depth_ratio_split(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Tensor:
     """(B, 2) per image: scale offset and residual of the log depth error.
 
@@ -219,7 +224,7 @@ def log_depth_ratio_split(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Ten
     """
     rows = []
     for pred, gt in zip(z_pred, z_gt):
-        ratio = torch.log(pred[gt > 0].clamp(min=0.05)) - torch.log(gt[gt > 0])
+        ratio = log_depth_ratio(pred[gt > 0], gt[gt > 0])
         offset = ratio.median()
         rows.append(torch.stack([offset, (ratio - offset).abs().median()]))
     return torch.stack(rows)
@@ -239,7 +244,7 @@ def depth_by_range(z_pred: torch.Tensor, z_gt: torch.Tensor) -> dict[str, Any]:
     """
     valid = (z_gt > 0) & (z_gt < DEPTH_BINS_M[-1])
     gt = z_gt[valid]
-    err = torch.log(z_pred[valid].clamp(min=0.05)) - torch.log(gt)
+    err = log_depth_ratio(z_pred[valid], gt)
     bins = {}
     for low, high in zip(DEPTH_BINS_M[:-1], DEPTH_BINS_M[1:]):
         sel = (gt >= low) & (gt < high)
@@ -251,8 +256,11 @@ def depth_by_range(z_pred: torch.Tensor, z_gt: torch.Tensor) -> dict[str, Any]:
 
 @torch.no_grad()
 def diagnose_batch(module: MicKeyTrainingModule, batch, generator,
-                   mean_log_depth: torch.Tensor) -> torch.Tensor:
+                   mean_log_depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 7) rows: matching quality, depth errors and the pose with ground-truth depth.
+
+    Also returns the reference view's predicted and GT depth at its keypoints, (B, N) each, for
+    ``depth_by_range``.
 
     Columns: P mass on GT cells, match accuracy, depth log error, R and t errors with GT depth,
     the depth residual after a per-image scale (``log_depth_ratio_split``), and that residual for
@@ -279,7 +287,8 @@ def diagnose_batch(module: MicKeyTrainingModule, batch, generator,
     R_gt, t_gt = batch["T_1_0"][:, :3, :3], batch["T_1_0"][:, :3, 3]
     r_err = rotation_error_deg(sol.R, R_gt)
     t_err = translation_error(sol.R, sol.t, R_gt, t_gt)
-    return torch.stack([mass, accuracy, log_err, r_err, t_err, residual, mean_map_residual], -1)
+    rows = torch.stack([mass, accuracy, log_err, r_err, t_err, residual, mean_map_residual], -1)
+    return rows, f0.depth, z0
 
 
 def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
@@ -293,17 +302,15 @@ def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
     results = {}
     for name, ckpt in (("untrained", None), (checkpoint.stem, checkpoint)):
         module = _module_for(cfg, ckpt).eval()
-        rows = torch.cat([diagnose_batch(module, b, torch.Generator().manual_seed(i),
-                                         mean_log_depth) for i, b in enumerate(batches)])
+        per_batch = [diagnose_batch(module, b, torch.Generator().manual_seed(i), mean_log_depth)
+                     for i, b in enumerate(batches)]
+        rows = torch.cat([rows for rows, _, _ in per_batch])
+        z_pred = torch.cat([z.flatten() for _, z, _ in per_batch])
+        z_gt = torch.cat([z.flatten() for _, _, z in per_batch])
         keys = ("P_mass_on_gt", "argmax_match_accuracy", "depth_log_error",
                 "R_err_deg_with_gt_depth", "t_err_m_with_gt_depth",
                 "depth_residual_after_scale", "image_independent_map_residual_after_scale")
         results[name] = {k: float(v) for k, v in zip(keys, rows.nanmedian(0).values)}
-        with torch.no_grad():
-            f0s = [module.forward_pair(b)["f0"] for b in batches]
-        z_pred = torch.cat([f.depth.flatten() for f in f0s])
-        z_gt = torch.cat([sample_depth_at(b["depth0"], f.kpts).flatten()
-                          for b, f in zip(batches, f0s)])
         results[name]["keypoints"] = depth_by_range(z_pred, z_gt)
     (run / "diagnosis.json").write_text(json.dumps(results, indent=1))
     return results
