@@ -3,13 +3,16 @@
 
 Stages (each can run alone; outputs go to ``--run``):
 
-    render   held-out synthetic pairs with a seed no training or validation pair uses
+    render   held-out synthetic pairs with a seed no training or validation pair uses: the
+             benchmark set and a set of long views (``HELDOUT_SETS``)
     train    ``mickey-train --config config/train/demo_cnn.yaml`` (mickey_ros.train.main)
-    evaluate the untrained model (the run's initial weights), every step checkpoint and an
-             identity-pose reference on the held-out pairs -> heldout_metrics.json
+    evaluate the run's initial weights (untrained, or ``--init``), every step checkpoint and an
+             identity-pose reference on each held-out set -> <set>_metrics.json
     diagnose matching vs depth of a checkpoint -> diagnosis.json
     gate     held-out errors of the pairs the node's default quality gate accepts vs rejects
     unseen   a checkpoint on scenes and rigs the config does not train on -> unseen_metrics.json
+    ablation one row per ``--checkpoint``: pose and pooled depth on each held-out set and the
+             forward motion along the demo drive (in process) -> ablation.json
     plot     learning curves (training losses, held-out errors per checkpoint) -> PNG
     export   the chosen checkpoint without optimiser state, fp16 -> demo_model.ckpt
 
@@ -50,6 +53,10 @@ from mickey_ros.train.module import MicKeyTrainingModule
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "train" / "demo_cnn.yaml"
 HELDOUT_SEED = 2000  # training uses seed 0, in-training validation 1000
+# held-out set -> (folder, PairSamplingConfig.long_view_fraction). The benchmark ignores the
+# training config's long views, so it stays the set every session was measured on; the long
+# views (a robot looking down a room, far walls at 5-11 m) measure the far depth the demo needs.
+HELDOUT_SETS = {"heldout": ("heldout_pairs", 0.0), "long_views": ("heldout_long_views", 1.0)}
 VCRE_SCALED_PX = 30.0  # 90 px at Map-free's 720 px height, scaled to our 240 px
 
 
@@ -108,41 +115,52 @@ def evaluate_module(module: MicKeyTrainingModule, batches, seed: int = 0) -> dic
     return summarise(torch.cat(rows))
 
 
-def _module_for(cfg, checkpoint: Path | None) -> MicKeyTrainingModule:
-    if checkpoint is None:  # the run's initial weights: same seed, same construction as main()
+def _module_for(cfg, checkpoint: Path | None, init: Path | None = None) -> MicKeyTrainingModule:
+    """``checkpoint``, or without one the run's initial weights: ``init`` (``mickey-train
+    --init``), else the random ones ``main()`` builds (same seed, same construction)."""
+    if checkpoint is None:
         L.seed_everything(cfg.seed, workers=True)
-        return MicKeyTrainingModule(cfg, _build_model(cfg, None, None))
+        return MicKeyTrainingModule(cfg, _build_model(cfg, init, None))
     model, _ = load_checkpoint(checkpoint)
     return MicKeyTrainingModule(cfg, model)
 
 
-def stage_render(run: Path, cfg, count: int) -> Path:
-    """Write ``count`` held-out pairs (seed 2000, the config's pair sampling) unless they exist."""
-    out = run / "heldout_pairs"
-    if not (out / "pairs.json").exists():
-        size_wh = (cfg.data.width, cfg.data.height)
-        write_pairs(out, count, size_wh, HELDOUT_SEED, cfg.data.synthetic_pairs, previews=False)
-    return out
+def stage_render(run: Path, cfg, count: int) -> None:
+    """Write ``count`` pairs of each ``HELDOUT_SETS`` (seed 2000, the config's rig) if missing."""
+    for folder, long_view_fraction in HELDOUT_SETS.values():
+        out = run / folder
+        if not (out / "pairs.json").exists():
+            sampling = replace(cfg.data.synthetic_pairs, long_view_fraction=long_view_fraction)
+            write_pairs(out, count, (cfg.data.width, cfg.data.height), HELDOUT_SEED, sampling,
+                        previews=False)
 
 
-def stage_evaluate(run: Path, cfg, every: int = 1, compare: tuple[Path, ...] = ()) -> dict:
-    """Identity reference, the untrained model and the step checkpoints on the held-out pairs.
+def stage_evaluate(run: Path, cfg, every: int = 1, compare: tuple[Path, ...] = (),
+                   init: Path | None = None) -> dict:
+    """``evaluate_set`` on every ``HELDOUT_SETS``; returns {set name: results}."""
+    return {name: evaluate_set(run, cfg, name, every, compare, init) for name in HELDOUT_SETS}
 
-    Results are cached in ``heldout_metrics.json``: checkpoints already there are skipped, so this
+
+def evaluate_set(run: Path, cfg, name: str, every: int = 1, compare: tuple[Path, ...] = (),
+                 init: Path | None = None) -> dict:
+    """Identity reference, the run's initial weights (``step_0``: untrained, or ``init``) and the
+    step checkpoints on one held-out set.
+
+    Results are cached in ``<name>_metrics.json``: checkpoints already there are skipped, so this
     can run while training goes on. ``every`` keeps only steps that are multiples of it.
     ``compare``: other checkpoints (e.g. an earlier demo model) scored on the same pairs, stored
     as ``compare:<file name>``.
     """
-    out = run / "heldout_metrics.json"
+    out = run / f"{name}_metrics.json"
     results = json.loads(out.read_text()) if out.is_file() else {}
-    batches = heldout_batches(run / "heldout_pairs", (cfg.data.width, cfg.data.height))
+    batches = heldout_batches(run / HELDOUT_SETS[name][0], (cfg.data.width, cfg.data.height))
     results["identity_pose"] = summarise(torch.cat([identity_rows(b) for b in batches]))
-    if "step_0_untrained" not in results:
+    if "step_0" not in results:
         t0 = time.perf_counter()
-        results["step_0_untrained"] = evaluate_module(_module_for(cfg, None), batches)
+        results["step_0"] = evaluate_module(_module_for(cfg, None, init), batches)
         elapsed = time.perf_counter() - t0
-        results["eval_s_per_pair"] = elapsed / results["step_0_untrained"]["pairs"]
-    for ckpt in tqdm(sorted((run / "checkpoints").glob("step-*.ckpt")), desc="checkpoints"):
+        results["eval_s_per_pair"] = elapsed / results["step_0"]["pairs"]
+    for ckpt in tqdm(sorted((run / "checkpoints").glob("step-*.ckpt")), desc=name):
         step = int(ckpt.stem.split("-")[1])
         if step % every or f"step_{step}" in results:
             continue
@@ -173,8 +191,28 @@ def read_log(run: Path) -> list[dict[str, float]]:
     return rows
 
 
-def stage_plot(run: Path, out_png: Path) -> None:
-    """Learning curves: training losses (CSV log) and held-out metrics per checkpoint."""
+def heldout_depth_by_step(run: Path, init: Path | None = None) -> dict[int, float]:
+    """{step: median keypoint depth error on the held-out pairs} in step order, from the rows
+    ``stage_ablation`` wrote in ``run/ablation.json`` for the run's ``step-*.ckpt`` files (and
+    for ``init`` as step 0); other checkpoints scored there are left out."""
+    scored = run / "ablation.json"
+    if not scored.is_file():
+        return {}
+    depth = {}
+    for ckpt, row in json.loads(scored.read_text()).items():
+        path = Path(ckpt)
+        if path.parent == run / "checkpoints" and path.stem.startswith("step-"):
+            depth[int(path.stem.split("-")[1])] = row["heldout"]["median_abs_log_depth_error"]
+        elif init is not None and path == init:
+            depth[0] = row["heldout"]["median_abs_log_depth_error"]
+    return dict(sorted(depth.items()))
+
+
+def stage_plot(run: Path, out_png: Path, init: Path | None = None) -> None:
+    """Learning curves: training losses (CSV log) and held-out metrics per checkpoint (the median
+    translation error on the long views too, when ``long_views_metrics.json`` exists; the median
+    keypoint depth error of the held-out pairs at the run's checkpoints, and at step 0 of ``init``,
+    when ``stage_ablation`` scored them in ``ablation.json``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,11 +227,20 @@ def stage_plot(run: Path, out_png: Path) -> None:
         pts = [(r["step"], r[key] / (5.0 if "corr" in key else 1.0)) for r in log if key in r]
         if pts:
             axes[0].plot(*zip(*pts), label=label)
+    depth = heldout_depth_by_step(run, init)
+    if depth:
+        axes[0].plot(*zip(*depth.items()), "ko-", label="held-out keypoint depth")
     axes[0].set(title="training losses", xlabel="step")
     axes[0].legend()
     steps = sorted(int(k.split("_")[1]) for k in metrics if k.startswith("step_"))
-    held = [metrics["step_0_untrained" if s == 0 else f"step_{s}"] for s in steps]
+    held = [metrics[f"step_{s}"] for s in steps]
     axes[1].plot(steps, [h["median_t_m"] for h in held], "o-", label="median t err (m)")
+    long_views = run / "long_views_metrics.json"
+    if long_views.is_file():
+        lv = json.loads(long_views.read_text())
+        lv_steps = [s for s in steps if f"step_{s}" in lv]
+        axes[1].plot(lv_steps, [lv[f"step_{s}"]["median_t_m"] for s in lv_steps], "s:", c="C2",
+                     label="median t err, long views (m)")
     axes[1].plot(steps, [h["median_R_deg"] / 10 for h in held], "o-", label="median R err (deg/10)")
     axes[1].axhline(metrics["identity_pose"]["median_t_m"], ls="--", c="C0", label="identity t")
     identity = metrics["identity_pose"]
@@ -230,6 +277,22 @@ def log_depth_ratio_split(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Ten
     return torch.stack(rows)
 
 
+def log_depth_slope(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Tensor:
+    """(B,) per image: least-squares slope of ``log z`` on ``log z_gt`` over its keypoints.
+
+    1 when the depth keeps the scene's relative structure; below 1 when it is compressed towards
+    the image's typical depth (near too far, far too near), which shortens the translation a
+    3D-3D fit finds even when the median error is small.
+    """
+    slopes = []
+    for pred, gt in zip(z_pred, z_gt):
+        keep = (gt > 0) & (gt < DEPTH_BINS_M[-1])
+        x, y = gt[keep].log(), pred[keep].clamp(min=0.05).log()
+        x, y = x - x.mean(), y - y.mean()
+        slopes.append((x * y).sum() / (x * x).sum().clamp(min=1e-12))
+    return torch.stack(slopes)
+
+
 DEPTH_BINS_M = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 9.0, 100.0)  # GT depth ranges of ``depth_by_range``
 
 
@@ -257,14 +320,15 @@ def depth_by_range(z_pred: torch.Tensor, z_gt: torch.Tensor) -> dict[str, Any]:
 @torch.no_grad()
 def diagnose_batch(module: MicKeyTrainingModule, batch, generator,
                    mean_log_depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B, 7) rows: matching quality, depth errors and the pose with ground-truth depth.
+    """(B, 8) rows: matching quality, depth errors and the pose with ground-truth depth.
 
     Also returns the reference view's predicted and GT depth at its keypoints, (B, N) each, for
     ``depth_by_range``.
 
     Columns: P mass on GT cells, match accuracy, depth log error, R and t errors with GT depth,
-    the depth residual after a per-image scale (``log_depth_ratio_split``), and that residual for
-    the image-independent depth map ``exp(mean_log_depth)`` (H, W). The pose columns give the
+    the depth residual after a per-image scale (``log_depth_ratio_split``), that residual for
+    the image-independent depth map ``exp(mean_log_depth)`` (H, W), and the depth's slope
+    (``log_depth_slope``). The pose columns give the
     network's P *ground-truth* depth: what the matching alone achieves.
     """
     out = module.forward_pair(batch)
@@ -287,12 +351,14 @@ def diagnose_batch(module: MicKeyTrainingModule, batch, generator,
     R_gt, t_gt = batch["T_1_0"][:, :3, :3], batch["T_1_0"][:, :3, 3]
     r_err = rotation_error_deg(sol.R, R_gt)
     t_err = translation_error(sol.R, sol.t, R_gt, t_gt)
-    rows = torch.stack([mass, accuracy, log_err, r_err, t_err, residual, mean_map_residual], -1)
+    slope = log_depth_slope(f0.depth, z0)
+    rows = torch.stack([mass, accuracy, log_err, r_err, t_err, residual, mean_map_residual, slope],
+                       -1)
     return rows, f0.depth, z0
 
 
-def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
-    """Matching vs depth: which one limits the pose of the untrained and the trained model."""
+def stage_diagnose(run: Path, cfg, checkpoint: Path, init: Path | None = None) -> dict:
+    """Matching vs depth: which one limits the pose of the initial and the trained model."""
     batches = heldout_batches(run / "heldout_pairs", (cfg.data.width, cfg.data.height),
                               with_depth=True)
     # the best image-independent depth map: per-pixel median of the held-out log depths
@@ -300,8 +366,9 @@ def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
     log_depths = torch.where(depths > 0, depths.clamp(min=1e-3).log(), torch.nan)
     mean_log_depth = log_depths.nanmedian(0).values.nan_to_num(0.0)
     results = {}
-    for name, ckpt in (("untrained", None), (checkpoint.stem, checkpoint)):
-        module = _module_for(cfg, ckpt).eval()
+    initial = "untrained" if init is None else f"initial ({init.name})"
+    for name, ckpt in ((initial, None), (checkpoint.stem, checkpoint)):
+        module = _module_for(cfg, ckpt, init).eval()
         per_batch = [diagnose_batch(module, b, torch.Generator().manual_seed(i), mean_log_depth)
                      for i, b in enumerate(batches)]
         rows = torch.cat([rows for rows, _, _ in per_batch])
@@ -309,7 +376,8 @@ def stage_diagnose(run: Path, cfg, checkpoint: Path) -> dict:
         z_gt = torch.cat([z.flatten() for _, _, z in per_batch])
         keys = ("P_mass_on_gt", "argmax_match_accuracy", "depth_log_error",
                 "R_err_deg_with_gt_depth", "t_err_m_with_gt_depth",
-                "depth_residual_after_scale", "image_independent_map_residual_after_scale")
+                "depth_residual_after_scale", "image_independent_map_residual_after_scale",
+                "depth_slope_log_log")
         results[name] = {k: float(v) for k, v in zip(keys, rows.nanmedian(0).values)}
         results[name]["keypoints"] = depth_by_range(z_pred, z_gt)
     (run / "diagnosis.json").write_text(json.dumps(results, indent=1))
@@ -371,10 +439,12 @@ def stage_gate(run: Path, cfg, checkpoint: Path) -> dict:
 
 
 # scenes and rigs the demo config does not train on (the generic pair sampling's ranges)
+# long_view_fraction 0 as the benchmark, so every demo config scores the same pairs
 UNSEEN = {
-    "courtyard_same_rig": {"scene": "courtyard"},
+    "courtyard_same_rig": {"scene": "courtyard", "long_view_fraction": 0.0},
     "room_other_rigs": {"camera_height_m": (0.5, 1.8), "pitch_deg": (-20.0, 10.0),
-                        "max_roll_deg": 5.0, "focal_ratio": (0.75, 0.9)},
+                        "max_roll_deg": 5.0, "focal_ratio": (0.75, 0.9),
+                        "long_view_fraction": 0.0},
 }
 
 
@@ -404,6 +474,89 @@ def stage_unseen(run: Path, cfg, checkpoint: Path, count: int) -> dict:
     return results
 
 
+FORWARD_DRIVE_M = (0.5, 1.0, 1.5, 2.0, 2.5)  # ``forward_drive_ratios``: distances along the drive
+
+
+def forward_drive_ratios(checkpoint: Path, seed: int = 0,
+                         size_wh: tuple[int, int] = (320, 240)) -> dict[str, float]:
+    """Estimated / true forward motion (keyframe camera z) at ``FORWARD_DRIVE_M`` along the demo
+    drive, in process: the keyframe at 0 m and one query per distance through the estimator
+    (``scripts/forward_drive.py`` measures the same through the whole demo replay)."""
+    import math
+
+    from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+    from mickey_ros.synth.render import Renderer
+    from mickey_ros.synth.rosbag import plan_robot_drive
+    from mickey_ros.synth.textures import load_texture_bank
+
+    drive = plan_robot_drive(seed, size_wh)
+    path = drive.path
+    renderer = Renderer(load_texture_bank())
+    renderer.set_scene(drive.scene)
+
+    def T_world_camera(forward_m: float) -> np.ndarray:
+        t_s = path.period_s / (2 * math.pi) * math.acos(1 - 2 * forward_m / path.length_m)
+        return drive.T_world_odom @ drive.T_odom_optical(t_s)
+
+    def image(T: np.ndarray) -> np.ndarray:
+        return renderer.render(np.linalg.inv(T), drive.K, size_wh)[0]
+
+    estimator = RelativePoseEstimator.from_checkpoint(checkpoint, None, EstimatorConfig())
+    T_key = T_world_camera(0.0)
+    estimator.set_reference(image(T_key), drive.K)
+    ratios = {}
+    for forward_m in FORWARD_DRIVE_M:
+        T_query = T_world_camera(forward_m)
+        pose = estimator.estimate(image(T_query), drive.K)
+        true_z = (np.linalg.inv(T_key) @ T_query)[2, 3]
+        # the query camera centre in the keyframe camera; an invalid estimate scores NaN
+        estimated_z = (-pose.R.T @ pose.t)[2] if pose.valid else float("nan")
+        ratios[f"{forward_m:g} m"] = float(estimated_z / true_z)
+    renderer.release()
+    return ratios
+
+
+@torch.no_grad()
+def ablation_row(module: MicKeyTrainingModule, pairs_dir: Path,
+                 size_wh: tuple[int, int]) -> dict[str, Any]:
+    """Pose (inference solver, seeded per batch as ``evaluate_module``) and the depth at the
+    keypoints of both views (``depth_by_range``) on one held-out set."""
+    module.eval()
+    rows, z_pred, z_gt = [], [], []
+    for i, batch in enumerate(heldout_batches(pairs_dir, size_wh, with_depth=True)):
+        rows.append(module.evaluate_batch(batch, torch.Generator().manual_seed(i)))
+        out = module.forward_pair(batch)
+        for f, key in ((out["f0"], "depth0"), (out["f1"], "depth1")):
+            z_pred.append(f.depth.flatten())
+            z_gt.append(sample_depth_at(batch[key], f.kpts).flatten())
+    summary = summarise(torch.cat(rows))
+    depth = depth_by_range(torch.cat(z_pred), torch.cat(z_gt))
+    return {"median_t_m": summary["median_t_m"], "median_R_deg": summary["median_R_deg"],
+            "pose_precision_25cm_5deg": summary["pose_precision_25cm_5deg"],
+            "median_abs_log_depth_error": depth["median_abs_log_error"],
+            "signed_log_depth_error": {k: v["median_signed_log_error"]
+                                       for k, v in depth["signed_by_gt_depth"].items()}}
+
+
+def stage_ablation(run: Path, cfg, checkpoints: list[Path]) -> dict:
+    """``ablation_row`` on every ``HELDOUT_SETS`` and ``forward_drive_ratios`` per checkpoint.
+
+    Rows are cached in ``ablation.json`` under the checkpoint's path, so runs of other configs
+    (the ablations of docs/training.md) are scored on the same pairs.
+    """
+    out = run / "ablation.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    size_wh = (cfg.data.width, cfg.data.height)
+    for ckpt in checkpoints:
+        module = _module_for(cfg, ckpt)
+        row = {name: ablation_row(module, run / folder, size_wh)
+               for name, (folder, _) in HELDOUT_SETS.items()}
+        row["forward_drive_ratio"] = forward_drive_ratios(ckpt)
+        results[str(ckpt)] = row
+        out.write_text(json.dumps(results, indent=1))
+    return results
+
+
 def stage_export(checkpoint: Path, out: Path, config: Path) -> Path:
     """Weights only (no optimiser state), fp16, in the mickey_ros checkpoint format."""
     model, _ = load_checkpoint(checkpoint)
@@ -418,14 +571,18 @@ def stage_export(checkpoint: Path, out: Path, config: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run one stage or all of them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    stages = ("render", "train", "evaluate", "diagnose", "gate", "unseen", "speed", "plot",
-              "export", "all")
+    stages = ("render", "train", "evaluate", "diagnose", "gate", "unseen", "speed", "ablation",
+              "plot", "export", "all")
     parser.add_argument("stage", choices=stages)
     parser.add_argument("--run", type=Path, default=Path("runs/demo"))
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--heldout", type=int, default=64, help="held-out pairs")
     parser.add_argument("--every", type=int, default=1, help="evaluate steps that are multiples")
-    parser.add_argument("--checkpoint", type=Path, help="checkpoint to diagnose and export")
+    parser.add_argument("--checkpoint", type=Path, nargs="+",
+                        help="checkpoint to diagnose, gate, score on unseen sets and export "
+                        "(the first one); ablation: every one")
+    parser.add_argument("--init", type=Path,
+                        help="the run's initial weights (mickey-train --init), else untrained")
     parser.add_argument("--compare", type=Path, nargs="*", default=[],
                         help="evaluate: also score these checkpoints on the held-out pairs")
     parser.add_argument("--png", type=Path,
@@ -440,18 +597,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("train", "all"):
         train_main(replace(cfg, num_workers=1), None, args.run)
     if args.stage in ("evaluate", "all"):
-        print(json.dumps(stage_evaluate(args.run, cfg, args.every, tuple(args.compare)), indent=1))
-    final = args.checkpoint or args.run / "checkpoints" / "last.ckpt"
+        print(json.dumps(stage_evaluate(args.run, cfg, args.every, tuple(args.compare), args.init),
+                         indent=1))
+    final = args.checkpoint[0] if args.checkpoint else args.run / "checkpoints" / "last.ckpt"
     if args.stage in ("diagnose", "all"):
-        print(json.dumps(stage_diagnose(args.run, cfg, final), indent=1))
+        print(json.dumps(stage_diagnose(args.run, cfg, final, args.init), indent=1))
     if args.stage in ("gate", "all"):
         print(json.dumps(stage_gate(args.run, cfg, final), indent=1))
     if args.stage in ("unseen", "all"):
         print(json.dumps(stage_unseen(args.run, cfg, final, args.heldout), indent=1))
     if args.stage in ("speed", "all"):
         print(json.dumps(stage_speed(args.run, cfg), indent=1))
+    if args.stage == "ablation":
+        print(json.dumps(stage_ablation(args.run, cfg, args.checkpoint or [final]), indent=1))
     if args.stage in ("plot", "all"):
-        stage_plot(args.run, args.png)
+        stage_plot(args.run, args.png, args.init)
     if args.stage in ("export", "all"):
         print(f"wrote {stage_export(final, args.out, args.config)}")
     return 0

@@ -42,6 +42,8 @@ def _pair_config(args: argparse.Namespace):
     if args.min_overlap is not None:
         overlap[0] = args.min_overlap
     changes["overlap"] = tuple(overlap)
+    if args.long_view_fraction is not None:
+        changes["long_view_fraction"] = args.long_view_fraction
     try:
         return dataclasses.replace(base, **changes)
     except ValueError as err:
@@ -135,6 +137,9 @@ def _add_pairs(sub: argparse._SubParsersAction) -> None:
         help="co-visibility range in [0, 1]",
     )
     p.add_argument("--min-overlap", type=float, help="lower end of the overlap range")
+    p.add_argument("--long-view-fraction", type=float, metavar="F",
+                   help="share of first views looking down the longest line of the place (a "
+                   "robot driving down a room; default 0)")
     p.add_argument("--no-previews", action="store_true", help="skip the JPEG previews")
     p.set_defaults(synth_run=_run_pairs)
 

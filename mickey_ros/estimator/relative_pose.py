@@ -192,7 +192,9 @@ class RelativePoseEstimator:
         if not DEMO_CHECKPOINT.is_file():
             raise FileNotFoundError(
                 f"the bundled demo model {DEMO_CHECKPOINT} is missing; reinstall mickey_ros or "
-                "train it with `mickey-train --config config/train/demo_cnn.yaml`"
+                "train it with `mickey-train --config config/train/demo_cnn.yaml`, then "
+                "`--config config/train/demo_cnn_continue.yaml --init` its weights "
+                "(docs/training.md)"
             )
         return cls.from_checkpoint(DEMO_CHECKPOINT, config=config)
 

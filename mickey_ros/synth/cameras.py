@@ -38,6 +38,7 @@ class PairSamplingConfig:
     max_tries: int = 300  # candidate poses per scene before trying another scene
     pairs_per_scene: int = 4  # consecutive pair indices share a place (scene generation is ~25 ms)
     max_scenes: int = 8  # places tried for one pair before giving up (a narrow rig needs more)
+    long_view_fraction: float = 0.0  # first views looking down the longest free line of the place
 
     def __post_init__(self) -> None:
         for name in (
@@ -66,6 +67,9 @@ class PairSamplingConfig:
             raise ValueError(
                 f"PairSamplingConfig.scene must be room, courtyard or mixed, got {self.scene!r}"
             )
+        if not 0.0 <= self.long_view_fraction <= 1.0:
+            raise ValueError(f"PairSamplingConfig.long_view_fraction must lie in [0, 1], got "
+                             f"{self.long_view_fraction}")
         if not 0.0 <= self.overlap[0] <= 1.0 or self.overlap[1] < 0.0:
             raise ValueError(f"PairSamplingConfig.overlap must lie in [0, 1], got {self.overlap}")
 
@@ -144,18 +148,46 @@ def _interesting_point(rng: np.random.Generator, scene: Scene) -> np.ndarray:
     return np.array([x, y, rng.uniform(0.3, max(0.4, min(top, 1.8)))])
 
 
+LONG_VIEW_HEADINGS = 16  # candidate headings of a long view; the one with the farthest bound wins
+
+
+def distance_to_bounds(xy: np.ndarray, heading: np.ndarray,
+                       bounds_xy: tuple[float, float, float, float]) -> np.ndarray:
+    """(N,) distance from the point ``xy`` (2,) inside the rectangle ``bounds_xy`` to its edge
+    along each ``heading`` (N,) in radians.
+
+    >>> distance_to_bounds(np.zeros(2), np.array([0.0, np.pi / 2]), (-4, 4, -1, 1)).tolist()
+    [4.0, 1.0]
+    """
+    x0, x1, y0, y1 = bounds_xy
+    c, s = np.cos(heading), np.sin(heading)
+    with np.errstate(divide="ignore"):
+        along_x = np.where(c > 0, (x1 - xy[0]) / c, np.where(c < 0, (x0 - xy[0]) / c, np.inf))
+        along_y = np.where(s > 0, (y1 - xy[1]) / s, np.where(s < 0, (y0 - xy[1]) / s, np.inf))
+    return np.minimum(along_x, along_y)
+
+
 def sample_first_camera(
     rng: np.random.Generator, scene: Scene, cfg: PairSamplingConfig, tries: int = 50
 ) -> np.ndarray | None:
     """A free camera pose, or None.
 
-    Mostly (90 %) it looks at an object from 1.5-7 m so the view shows a place rather than a
-    blank wall; otherwise in a random horizontal direction. Pitch and roll follow ``cfg``.
+    With probability ``cfg.long_view_fraction`` it stands anywhere and looks down the longest
+    line of sight of ``LONG_VIEW_HEADINGS`` random headings (a robot driving down a room: far
+    walls at 5-11 m, rare otherwise). Else, mostly (90 %), it looks at an object from 1.5-7 m so
+    the view shows a place rather than a blank wall, and otherwise in a random horizontal
+    direction. Pitch and roll follow ``cfg``.
     """
     x0, x1, y0, y1 = scene.bounds_xy
     for _ in range(tries):
         z = min(rng.uniform(*cfg.camera_height_m), scene.max_camera_z - 0.05)
-        if rng.random() < 0.9:
+        # no draw at fraction 0: the pairs of every earlier config stay the same
+        if cfg.long_view_fraction > 0 and rng.random() < cfg.long_view_fraction:
+            eye = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1), z])
+            headings = rng.uniform(0, 2 * np.pi, LONG_VIEW_HEADINGS)
+            yaw = headings[int(np.argmax(distance_to_bounds(eye[:2], headings, scene.bounds_xy)))]
+            pitch = np.radians(rng.uniform(*cfg.pitch_deg))
+        elif rng.random() < 0.9:
             target = _interesting_point(rng, scene)
             heading = rng.uniform(0, 2 * np.pi)
             distance = rng.uniform(1.5, 7.0)

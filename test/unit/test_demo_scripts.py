@@ -1,6 +1,7 @@
 """Arithmetic of the demo-model benchmark scripts (forward_drive.py, train_demo.py)."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -63,6 +64,17 @@ def test_depth_by_range_pools_keypoints_and_signs_each_depth_range():
     assert bins["6-9 m"] == {"keypoints": 2, "median_signed_log_error": pytest.approx(-0.2)}
 
 
+def test_log_depth_slope_is_one_for_exact_depth_and_measures_compression():
+    td = _script("train_demo")
+    z_gt = torch.tensor([[1.0, 2.0, 4.0, 8.0, 0.0], [0.5, 1.0, 3.0, 9.0, 200.0]])
+    # image 0: log depth compressed by 0.7 about 3 m (unknown 0 ignored); image 1: exact x 1.2
+    compressed = torch.exp(torch.log(torch.tensor(3.0)) + 0.7 * (z_gt[0].clamp(min=1e-3).log()
+                                                                  - torch.log(torch.tensor(3.0))))
+    z_pred = torch.stack([compressed, 1.2 * z_gt[1]])
+    slope = td.log_depth_slope(z_pred, z_gt)
+    assert slope.tolist() == pytest.approx([0.7, 1.0], abs=1e-5)  # sky (200 m) ignored
+
+
 def test_read_log_lets_a_resumed_session_replace_the_steps_it_retrained(tmp_path):
     td = _script("train_demo")
     for version, steps in ((0, (9, 19)), (2, (29, 39, 49)), (10, (39, 59))):
@@ -74,3 +86,18 @@ def test_read_log_lets_a_resumed_session_replace_the_steps_it_retrained(tmp_path
     assert [(r["step"], r["train/depth"]) for r in rows] == [
         (9, 0.5), (19, 0.5), (29, 2.5), (39, 10.5), (59, 10.5)]
     assert "val/median_t_m" not in rows[0]
+
+
+def test_heldout_depth_by_step_takes_the_runs_steps_and_its_initial_weights(tmp_path):
+    td = _script("train_demo")
+    assert td.heldout_depth_by_step(tmp_path) == {}
+    init, other = tmp_path / "previous.ckpt", tmp_path / "elsewhere" / "checkpoints"
+    rows = {tmp_path / "checkpoints" / "step-0001200.ckpt": 0.07,
+            tmp_path / "checkpoints" / "step-0000600.ckpt": 0.075,
+            tmp_path / "checkpoints" / "best-0000600.ckpt": 0.5,
+            other / "step-0000600.ckpt": 0.9, init: 0.084}
+    (tmp_path / "ablation.json").write_text(json.dumps(
+        {str(k): {"heldout": {"median_abs_log_depth_error": v}} for k, v in rows.items()}))
+    assert td.heldout_depth_by_step(tmp_path) == {600: 0.075, 1200: 0.07}
+    depth = td.heldout_depth_by_step(tmp_path, init)
+    assert list(depth.items()) == [(0, 0.084), (600, 0.075), (1200, 0.07)]

@@ -7,6 +7,7 @@ from mickey_ros.geometry.pose import relative_pose
 from mickey_ros.synth.cameras import (
     PairSamplingConfig,
     camera_centre,
+    distance_to_bounds,
     hard_pair_config,
     look_at,
     rotation_deg,
@@ -82,11 +83,22 @@ class TestPairSamplingConfig:
             PairSamplingConfig(max_scenes=0)
         with pytest.raises(ValueError, match="overlap"):
             PairSamplingConfig(overlap=(1.5, 2.0))
+        with pytest.raises(ValueError, match="long_view_fraction"):
+            PairSamplingConfig(long_view_fraction=1.5)
 
     def test_hard_preset(self):
         cfg = hard_pair_config(overlap=(0.2, 0.5))
         assert cfg.rotation_deg == (20.0, 60.0) and cfg.baseline_m == (1.0, 6.0)
         assert cfg.overlap == (0.2, 0.5) and cfg.scene == "courtyard"
+
+
+class TestDistanceToBounds:
+    def test_hand_computed(self):
+        bounds = (-4.0, 6.0, -1.0, 1.0)
+        headings = np.radians([0.0, 90.0, 180.0, 270.0, 45.0])
+        d = distance_to_bounds(np.array([1.0, 0.5]), headings, bounds)
+        # +x: 5 m to x = 6; +y: 0.5 m to y = 1; -x: 5 m to x = -4; -y: 1.5 m; 45 deg: y first
+        np.testing.assert_allclose(d, [5.0, 0.5, 5.0, 1.5, 0.5 * np.sqrt(2.0)], atol=1e-12)
 
 
 class TestSampleCameras:
@@ -99,6 +111,33 @@ class TestSampleCameras:
             assert T is not None and scene.is_free(camera_centre(T))[0]
             forward = T[2, :3]
             assert -21.0 <= np.degrees(np.arcsin(forward[2])) <= 11.0
+
+    def test_long_views_look_down_the_long_axis(self):
+        # a 10 x 2 m corridor: long views face along it, random headings mostly face a side wall
+        scene = Scene("room", np.zeros((0, 12), np.float32),
+                      Light(np.array([0.0, 0.0, 1.0, 0.0]), (1.0, 1.0, 1.0), 0.5),
+                      (-5.0, 5.0, -1.0, 1.0), 2.5, np.zeros((0, 4)), np.array([0.0, 0.0, 1.2]))
+        rng = np.random.default_rng(3)
+        cfg = PairSamplingConfig(long_view_fraction=1.0)
+        views = [sample_first_camera(rng, scene, cfg) for _ in range(200)]
+        eyes = np.array([camera_centre(T)[:2] for T in views])
+        yaws = np.array([np.arctan2(T[2, 1], T[2, 0]) for T in views])
+        ahead = np.array([distance_to_bounds(e, np.array([y]), scene.bounds_xy)[0]
+                          for e, y in zip(eyes, yaws)])
+        random_ahead = np.array([distance_to_bounds(e, rng.uniform(0, 2 * np.pi, 1),
+                                                    scene.bounds_xy)[0] for e in eyes])
+        assert np.median(ahead) > 3.0 * np.median(random_ahead)
+        assert np.median(np.abs(np.cos(yaws))) > 0.95  # within 18 deg of the corridor's axis
+
+    def test_fraction_zero_draws_as_before(self):
+        # no extra draw: every pair of an existing config is unchanged by the new option
+        scene = empty_scene([[0.0, 0.0, 1.0, 2.0]])
+        a = [sample_first_camera(np.random.default_rng(5), scene, PairSamplingConfig())
+             for _ in range(3)]
+        b = [sample_first_camera(np.random.default_rng(5), scene,
+                                 PairSamplingConfig(long_view_fraction=0.0)) for _ in range(3)]
+        for Ta, Tb in zip(a, b):
+            np.testing.assert_array_equal(Ta, Tb)
 
     def test_second_camera_orbits_the_fixation(self):
         scene = empty_scene()

@@ -56,6 +56,17 @@ class TestSynthCli:
             1.0,
         ]
         assert sorted(p.name for p in out.iterdir()) == ["pair_00000.npz", "pairs.json"]
+        assert index["config"]["long_view_fraction"] == 0.0
+
+    def test_pairs_long_views(self, egl, tmp_path, capsys):
+        out = tmp_path / "pairs"
+        argv = ["synth", "pairs", "--out", str(out), "--count", "1", "--size", "96x72",
+                "--long-view-fraction", "1", "--no-previews"]
+        assert main(argv) == 0
+        assert json.loads((out / "pairs.json").read_text())["config"]["long_view_fraction"] == 1.0
+        argv[3], argv[-2] = str(tmp_path / "p2"), "1.5"
+        assert main(argv) == 2
+        assert "long_view_fraction must lie in [0, 1]" in capsys.readouterr().err
 
     def test_user_errors_are_one_line(self, egl, tmp_path, capsys):
         (tmp_path / "pairs").mkdir()
