@@ -5,7 +5,7 @@ Stages (each can run alone; outputs go to ``--run``):
 
     render   held-out synthetic pairs with a seed no training or validation pair uses: the
              benchmark set and a set of long views (``HELDOUT_SETS``)
-    train    ``mickey-train --config config/train/demo_cnn.yaml`` (mickey_ros.train.main)
+    train    ``mickey-train --config CONFIG [--init INIT]`` (mickey_ros.train.main)
     evaluate the run's initial weights (untrained, or ``--init``), every step checkpoint and an
              identity-pose reference on each held-out set -> <set>_metrics.json
     diagnose matching vs depth of a checkpoint -> diagnosis.json
@@ -516,15 +516,40 @@ def forward_drive_ratios(checkpoint: Path, seed: int = 0,
     return ratios
 
 
+# ranges of the true camera-centre distance in ``errors_by_baseline``
+BASELINE_BINS_M = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+
+
+def errors_by_baseline(rows: torch.Tensor, baseline_m: torch.Tensor) -> dict[str, dict]:
+    """Pairs and median errors of (N, >= 2) rows ``[t_err_m, r_err_deg, ...]`` per range of the
+    true camera-centre distance ``baseline_m`` (N,) (``BASELINE_BINS_M``; empty ranges left out).
+
+    Shows whether the translation error grows with the motion (a scale error) or not (the
+    rotation's error carried over to the translation at the scene's depth).
+    """
+    e, b = rows.double().numpy(), baseline_m.double().numpy()
+    out = {}
+    for lo, hi in zip(BASELINE_BINS_M[:-1], BASELINE_BINS_M[1:]):
+        keep = (b >= lo) & (b < hi)
+        if keep.any():
+            out[f"{lo:g}-{hi:g} m"] = {"pairs": int(keep.sum()),
+                                       "median_t_m": float(np.median(e[keep, 0])),
+                                       "median_t_over_baseline":
+                                           float(np.median(e[keep, 0] / b[keep])),
+                                       "median_R_deg": float(np.median(e[keep, 1]))}
+    return out
+
+
 @torch.no_grad()
 def ablation_row(module: MicKeyTrainingModule, pairs_dir: Path,
                  size_wh: tuple[int, int]) -> dict[str, Any]:
-    """Pose (inference solver, seeded per batch as ``evaluate_module``) and the depth at the
-    keypoints of both views (``depth_by_range``) on one held-out set."""
+    """Pose (inference solver, seeded per batch as ``evaluate_module``; overall and by baseline)
+    and the depth at the keypoints of both views (``depth_by_range``) on one held-out set."""
     module.eval()
-    rows, z_pred, z_gt = [], [], []
+    rows, baselines, z_pred, z_gt = [], [], [], []
     for i, batch in enumerate(heldout_batches(pairs_dir, size_wh, with_depth=True)):
         rows.append(module.evaluate_batch(batch, torch.Generator().manual_seed(i)))
+        baselines.append(identity_rows(batch)[:, 0])  # 'no motion' misses by the whole baseline
         out = module.forward_pair(batch)
         for f, key in ((out["f0"], "depth0"), (out["f1"], "depth1")):
             z_pred.append(f.depth.flatten())
@@ -533,6 +558,7 @@ def ablation_row(module: MicKeyTrainingModule, pairs_dir: Path,
     depth = depth_by_range(torch.cat(z_pred), torch.cat(z_gt))
     return {"median_t_m": summary["median_t_m"], "median_R_deg": summary["median_R_deg"],
             "pose_precision_25cm_5deg": summary["pose_precision_25cm_5deg"],
+            "by_baseline": errors_by_baseline(torch.cat(rows), torch.cat(baselines)),
             "median_abs_log_depth_error": depth["median_abs_log_error"],
             "signed_log_depth_error": {k: v["median_signed_log_error"]
                                        for k, v in depth["signed_by_gt_depth"].items()}}
@@ -595,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("render", "all"):
         stage_render(args.run, cfg, args.heldout)
     if args.stage in ("train", "all"):
-        train_main(replace(cfg, num_workers=1), None, args.run)
+        train_main(replace(cfg, num_workers=1), None, args.run, init=args.init)
     if args.stage in ("evaluate", "all"):
         print(json.dumps(stage_evaluate(args.run, cfg, args.every, tuple(args.compare), args.init),
                          indent=1))

@@ -101,3 +101,16 @@ def test_heldout_depth_by_step_takes_the_runs_steps_and_its_initial_weights(tmp_
     assert td.heldout_depth_by_step(tmp_path) == {600: 0.075, 1200: 0.07}
     depth = td.heldout_depth_by_step(tmp_path, init)
     assert list(depth.items()) == [(0, 0.084), (600, 0.075), (1200, 0.07)]
+
+
+def test_errors_by_baseline_splits_pairs_by_true_motion():
+    td = _script("train_demo")
+    rows = torch.tensor([[0.2, 5.0, 0.0, 0.0], [0.1, 3.0, 0.0, 0.0], [0.3, 2.0, 0.0, 0.0],
+                         [0.5, 4.0, 0.0, 0.0], [9.0, 1.0, 0.0, 0.0]])
+    baseline = torch.tensor([0.4, 0.2, 1.2, 1.0, 3.5])  # the last one beyond every range
+    split = td.errors_by_baseline(rows, baseline)
+    assert list(split) == ["0-0.5 m", "1-1.5 m"]
+    assert split["0-0.5 m"] == pytest.approx(
+        {"pairs": 2, "median_t_m": 0.15, "median_t_over_baseline": 0.5, "median_R_deg": 4.0})
+    assert split["1-1.5 m"] == pytest.approx(
+        {"pairs": 2, "median_t_m": 0.4, "median_t_over_baseline": 0.375, "median_R_deg": 3.0})
