@@ -71,3 +71,19 @@ class TestReportFigure:
         baseline_t = err.get_lines()[1].get_ydata()  # identity pose: |camera centre| = |t|
         np.testing.assert_allclose(baseline_t, [np.hypot(0.1 * k, 1.0) for k in range(5)],
                                    atol=1e-12)
+
+    def test_top_view_shows_the_estimates_the_gate_held_back(self):
+        records = [_record(0), _record(1), _record(2, published=False),
+                   _record(3, published=False), _record(4, valid=False, published=False)]
+        top = report_figure(records, min_confidence=0.1).axes[0]
+        assert [t.get_text() for t in top.get_legend().get_texts()] == [
+            "ground truth", "estimate (published)", "estimate (held back by the gate)",
+            "reference camera"]
+        _, published, held, _ = top.get_lines()
+        # x right and z forward of the reference camera: _record k sits at (0.1 k, 0, 1)
+        np.testing.assert_allclose(published.get_xdata(), [0.0, 0.1])
+        np.testing.assert_allclose(held.get_xdata(), [0.2, 0.3])  # the invalid frame has no pose
+        np.testing.assert_allclose(held.get_ydata(), [1.0, 1.0])
+        only_published = report_figure(records[:2]).axes[0]
+        assert "estimate (held back by the gate)" not in [
+            t.get_text() for t in only_published.get_legend().get_texts()]
