@@ -42,8 +42,6 @@ from train_demo import (  # noqa: E402
     log_depth_slope,
 )
 
-from mickey_ros.geometry.metrics import rotation_error_deg, translation_error  # noqa: E402
-from mickey_ros.geometry.ransac import solve_pose  # noqa: E402
 from mickey_ros.model.config import get_model_config  # noqa: E402
 from mickey_ros.model.conv_encoder import RGB_MEAN, RGB_STD, pixel_coordinates  # noqa: E402
 from mickey_ros.model.heads import ResBlock  # noqa: E402
@@ -120,11 +118,7 @@ def measure(module: MicKeyTrainingModule, heldout: Path, size_wh: tuple[int, int
             slopes += log_depth_slope(f.depth, z).tolist()
             per_image += [float(log_depth_ratio(p[g > 0], g[g > 0]).abs().mean())
                           for p, g in zip(f.depth, z)]
-        sol = solve_pose(out["P"], out["X0"], out["X1"], module.solver_config,
-                         torch.Generator().manual_seed(i))
-        T = batch["T_1_0"]
-        rows.append(torch.stack([translation_error(sol.R, sol.t, T[:, :3, :3], T[:, :3, 3]),
-                                 rotation_error_deg(sol.R, T[:, :3, :3])], -1))
+        rows.append(module.evaluate_batch(batch, torch.Generator().manual_seed(i), out))
     err = torch.cat(rows).numpy()
     return {"median_t_m": float(np.median(err[:, 0])), "median_R_deg": float(np.median(err[:, 1])),
             "depth_per_image_mean": float(np.median(per_image)),

@@ -29,16 +29,13 @@ from mickey_ros.synth.rosbag import plan_robot_drive
 
 def seconds_to_reach(forward_m: float, seed: int, size_wh: tuple[int, int],
                      rate_hz: float) -> float:
-    """Bag length whose last frame (at ``(n - 1) / rate``) is ``forward_m`` along the drive.
-
-    The drive is ``s(t) = D (1 - cos(2 pi t / P)) / 2`` (``RobotPath``), so
-    ``t = P / (2 pi) * acos(1 - 2 s / D)``; rounded up to the next frame.
-    """
+    """Bag length whose last frame (at ``(n - 1) / rate``) is ``forward_m`` along the drive
+    (``RobotPath.time_at``, rounded up to the next frame)."""
     path = plan_robot_drive(seed, size_wh).path
     if not 0 < forward_m <= path.length_m:
         raise ValueError(f"--forward must be in (0, {path.length_m:.2f}] m, the length of the "
                          f"seed-{seed} drive before it turns back; got {forward_m}")
-    t = path.period_s / (2 * math.pi) * math.acos(1 - 2 * forward_m / path.length_m)
+    t = path.time_at(forward_m)
     frames = math.ceil(t * rate_hz - 1e-9) + 1
     return frames / rate_hz
 

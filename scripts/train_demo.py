@@ -482,21 +482,17 @@ def forward_drive_ratios(checkpoint: Path, seed: int = 0,
     """Estimated / true forward motion (keyframe camera z) at ``FORWARD_DRIVE_M`` along the demo
     drive, in process: the keyframe at 0 m and one query per distance through the estimator
     (``scripts/forward_drive.py`` measures the same through the whole demo replay)."""
-    import math
-
     from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
     from mickey_ros.synth.render import Renderer
     from mickey_ros.synth.rosbag import plan_robot_drive
     from mickey_ros.synth.textures import load_texture_bank
 
     drive = plan_robot_drive(seed, size_wh)
-    path = drive.path
     renderer = Renderer(load_texture_bank())
     renderer.set_scene(drive.scene)
 
     def T_world_camera(forward_m: float) -> np.ndarray:
-        t_s = path.period_s / (2 * math.pi) * math.acos(1 - 2 * forward_m / path.length_m)
-        return drive.T_world_odom @ drive.T_odom_optical(t_s)
+        return drive.T_world_odom @ drive.T_odom_optical(drive.path.time_at(forward_m))
 
     def image(T: np.ndarray) -> np.ndarray:
         return renderer.render(np.linalg.inv(T), drive.K, size_wh)[0]
@@ -548,9 +544,9 @@ def ablation_row(module: MicKeyTrainingModule, pairs_dir: Path,
     module.eval()
     rows, baselines, z_pred, z_gt = [], [], [], []
     for i, batch in enumerate(heldout_batches(pairs_dir, size_wh, with_depth=True)):
-        rows.append(module.evaluate_batch(batch, torch.Generator().manual_seed(i)))
-        baselines.append(identity_rows(batch)[:, 0])  # 'no motion' misses by the whole baseline
         out = module.forward_pair(batch)
+        rows.append(module.evaluate_batch(batch, torch.Generator().manual_seed(i), out))
+        baselines.append(identity_rows(batch)[:, 0])  # 'no motion' misses by the whole baseline
         for f, key in ((out["f0"], "depth0"), (out["f1"], "depth1")):
             z_pred.append(f.depth.flatten())
             z_gt.append(sample_depth_at(batch[key], f.kpts).flatten())

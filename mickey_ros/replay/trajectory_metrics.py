@@ -206,9 +206,10 @@ def report_figure(
 
     Readable on its own: each panel has a title, axes with units and a legend. The top view is
     the x-z plane of the reference camera (x right, z forward) with the estimated query camera
-    positions (published, and hollow where the gate held them back) and the ground truth; the error panel shows the model's translation and
-    rotation errors beside the no-motion baseline (identity pose) and the 25 cm / 5 deg
-    thresholds; the confidence panel shows the inlier ratio and the gate.
+    positions (published, and hollow where the gate held them back) and the ground truth; the
+    error panel shows the model's translation and rotation errors beside the no-motion baseline
+    (identity pose) and the 25 cm / 5 deg thresholds; the confidence panel shows the inlier
+    ratio and the gate.
 
     Args:
         records: the replay's frames.
@@ -248,7 +249,7 @@ def _plot_top_view(ax, records: list[FrameRecord]) -> None:
     # valid estimates the gate held back: without them a strict gate looks like a robot that
     # never moved (the gate's effect is the confidence panel's subject)
     held = np.array([r.T_ref_query[:3, 3] for r in records
-                     if r.valid and not r.published and r.T_ref_query is not None]).reshape(-1, 3)
+                     if not r.published and r.T_ref_query is not None]).reshape(-1, 3)
     if len(gt):
         ax.plot(gt[:, 0], gt[:, 2], "-", color="0.3", label="ground truth")
     ax.plot(est[:, 0], est[:, 2], ".", color="tab:blue", label="estimate (published)")

@@ -103,6 +103,18 @@ class RobotPath:
         heading = np.arctan(self.lateral_m * k * np.sin(k * s) / 2)
         return _transform(_yaw(heading), [s, y, 0.0])
 
+    def time_at(self, forward_m: float) -> float:
+        """The first time (s) the robot is ``forward_m`` along the drive, in [0, ``length_m``]:
+        the inverse of ``s(t) = D (1 - cos(2 pi t / P)) / 2`` of ``T_odom_base``.
+
+        >>> RobotPath(2.0, 0.0, 8.0).time_at(1.0)
+        2.0
+        """
+        if not 0.0 <= forward_m <= self.length_m:
+            raise ValueError(f"forward_m must lie in [0, {self.length_m:.2f}] m, the length of "
+                             f"the drive before it turns back; got {forward_m}")
+        return self.period_s / (2 * np.pi) * float(np.arccos(1 - 2 * forward_m / self.length_m))
+
     def points(self, step_m: float = 0.25) -> np.ndarray:
         """(N, 2) odom-frame points along the driven curve."""
         s = np.linspace(0.0, self.length_m, int(self.length_m / step_m) + 2)

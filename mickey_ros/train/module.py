@@ -290,9 +290,11 @@ class MicKeyTrainingModule(L.LightningModule):
     # ----------------------------------------------------------------------------- validation
 
     @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
-        """(B, 4) rows ``[t_err_m, r_err_deg, vcre_px, confidence]`` with the inference solver."""
-        out = self.forward_pair(batch)
+    def evaluate_batch(self, batch: dict[str, Tensor], generator: torch.Generator,
+                       out: dict[str, Any] | None = None) -> Tensor:
+        """(B, 4) rows ``[t_err_m, r_err_deg, vcre_px, confidence]`` with the inference solver;
+        ``out``: this batch's ``forward_pair`` outputs, when the caller already has them."""
+        out = self.forward_pair(batch) if out is None else out
         sol = solve_pose(out["P"].float(), out["X0"].float(), out["X1"].float(),
                          self.solver_config, generator)
         T_gt = batch["T_1_0"].float()

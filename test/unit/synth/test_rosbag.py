@@ -14,7 +14,13 @@ from mickey_ros.relocalization.messages import (
     stamp_to_ns,
     transform_stamped_to_matrix,
 )
-from mickey_ros.synth.rosbag import START_NS, RobotBagTopics, plan_robot_drive, write_robot_bag
+from mickey_ros.synth.rosbag import (
+    START_NS,
+    RobotBagTopics,
+    RobotPath,
+    plan_robot_drive,
+    write_robot_bag,
+)
 
 SIZE_WH = (64, 48)
 SEED = 2
@@ -72,6 +78,19 @@ def read_all(path):
             for c, t, raw in reader.messages()
         ]
     return connections, messages
+
+
+class TestRobotPathTimeAt:
+    def test_inverts_the_distance_driven(self):
+        path = RobotPath(length_m=2.6, lateral_m=0.4, period_s=12.0)
+        for forward_m in (0.0, 0.5, 1.3, 2.5, 2.6):
+            t_s = path.time_at(forward_m)
+            assert 0.0 <= t_s <= path.period_s / 2  # the way out, before it turns back
+            assert path.T_odom_base(t_s)[0, 3] == pytest.approx(forward_m, abs=1e-9)
+
+    def test_beyond_the_drive_is_refused(self):
+        with pytest.raises(ValueError, match=r"forward_m must lie in \[0, 2.60\] m"):
+            RobotPath(length_m=2.6, lateral_m=0.4, period_s=12.0).time_at(2.7)
 
 
 class TestWriteRobotBag:

@@ -75,6 +75,17 @@ class TestComputeLosses:
         assert a.item() == b.item()
 
 
+class TestEvaluateBatch:
+    def test_given_outputs_give_the_same_rows_as_its_own_forward(self, batch, tiny_config):
+        module = MicKeyTrainingModule(tiny_config()).eval()
+        with torch.no_grad():
+            own = module.evaluate_batch(batch, torch.Generator().manual_seed(0))
+            given = module.evaluate_batch(batch, torch.Generator().manual_seed(0),
+                                          module.forward_pair(batch))
+        assert own.shape == (batch["T_1_0"].shape[0], 4)
+        torch.testing.assert_close(given, own, rtol=0, atol=0)
+
+
 class TestOptimisation:
     def test_few_steps_reduce_loss_on_fixed_batch(self, batch, tiny_config):
         torch.manual_seed(0)
