@@ -13,6 +13,8 @@ Stages (each can run alone; outputs go to ``--run``):
     unseen   a checkpoint on scenes and rigs the config does not train on -> unseen_metrics.json
     ablation one row per ``--checkpoint``: pose and pooled depth on each held-out set and the
              forward motion along the demo drive (in process) -> ablation.json
+    sensitivity  the held-out pose with GT depth times parts of a checkpoint's depth error
+             (scale, low-order distortion, point noise) -> sensitivity.json
     plot     learning curves (training losses, held-out errors per checkpoint) -> PNG
     export   the chosen checkpoint without optimiser state, fp16 -> demo_model.ckpt
 
@@ -579,6 +581,100 @@ def stage_ablation(run: Path, cfg, checkpoints: list[Path]) -> dict:
     return results
 
 
+DEPTH_ERROR_PARTS = ("scale", "low_order", "noise")  # of ``depth_error_parts``
+# depth fed to the solver per variant: GT times the exp of these parts of the network's error,
+# each scaled by its factor (how accurate the depth must be for a pose error)
+SENSITIVITY_VARIANTS = {
+    "gt_depth": {},
+    "gt_with_scale_error": {"scale": 1.0},
+    "gt_with_low_order_error": {"low_order": 1.0},
+    "gt_with_scale_and_low_order_error": {"scale": 1.0, "low_order": 1.0},
+    "gt_with_point_noise": {"noise": 1.0},
+    "gt_with_half_the_point_noise": {"noise": 0.5},
+    "predicted_depth": dict.fromkeys(DEPTH_ERROR_PARTS, 1.0),
+    "predicted_depth_with_half_the_error": dict.fromkeys(DEPTH_ERROR_PARTS, 0.5),
+    "predicted_depth_with_a_quarter_of_the_error": dict.fromkeys(DEPTH_ERROR_PARTS, 0.25),
+}
+
+
+def depth_error_parts(log_error: torch.Tensor, kpts: torch.Tensor, log_gt: torch.Tensor,
+                      valid: torch.Tensor, size_wh: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Split each image's log-depth error at its keypoints into three parts that sum to it.
+
+    Per image, a least-squares fit over the valid keypoints of the error on the centred
+    regressors ``[x, y, log z_gt]`` (x, y scaled to [-1, 1] over the image) plus a constant:
+    ``scale`` is the constant (the mean error: a wrong scale, which only scales the
+    translation), ``low_order`` the fitted x, y and depth terms (the depth map tilted across the
+    image or compressed in depth: a distorted point cloud, which tilts the 3D-3D fit's rotation),
+    ``noise`` what is left (independent point errors, which many inliers average out).
+
+    Args:
+        log_error: (B, N) ``log z - log z_gt``.
+        kpts: (B, N, 2) pixel (x, y).
+        log_gt: (B, N) ``log z_gt``.
+        valid: (B, N) keypoints with a known GT depth; every part is 0 elsewhere.
+        size_wh: image width and height, pixels.
+
+    Returns:
+        ``DEPTH_ERROR_PARTS`` -> (B, N).
+    """
+    w, h = size_wh
+    regressors = torch.stack([kpts[..., 0] / (w / 2) - 1, kpts[..., 1] / (h / 2) - 1, log_gt], -1)
+    parts = {name: torch.zeros_like(log_error) for name in DEPTH_ERROR_PARTS}
+    for b in range(len(log_error)):
+        keep = valid[b]
+        e, A = log_error[b, keep].double(), regressors[b, keep].double()
+        A = A - A.mean(0)
+        coef = torch.linalg.lstsq(A, (e - e.mean()).unsqueeze(-1)).solution.squeeze(-1)
+        low = A @ coef
+        parts["scale"][b, keep] = e.mean().to(log_error)
+        parts["low_order"][b, keep] = low.to(log_error)
+        parts["noise"][b, keep] = (e - e.mean() - low).to(log_error)
+    return parts
+
+
+@torch.no_grad()
+def stage_sensitivity(run: Path, cfg, checkpoint: Path) -> dict:
+    """Which part of the depth error costs the pose: the held-out pairs solved with the network's
+    keypoints and matches (the inference solver, the same draws per variant) but with GT depth
+    times chosen parts of the network's own depth error (``depth_error_parts``)."""
+    module = _module_for(cfg, checkpoint).eval()
+    size_wh = (cfg.data.width, cfg.data.height)
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in SENSITIVITY_VARIANTS}
+    magnitudes: dict[str, list[torch.Tensor]] = {name: [] for name in DEPTH_ERROR_PARTS}
+    for i, batch in enumerate(heldout_batches(run / "heldout_pairs", size_wh, with_depth=True)):
+        out = module.forward_pair(batch)
+        views = []
+        for f, key, K in ((out["f0"], "depth0", batch["K0"]), (out["f1"], "depth1", batch["K1"])):
+            z_gt = sample_depth_at(batch[key], f.kpts)
+            valid = z_gt > 0
+            log_gt = z_gt.clamp(min=1e-3).log()
+            parts = depth_error_parts(log_depth_ratio(f.depth, z_gt.clamp(min=1e-3)), f.kpts,
+                                      log_gt, valid, size_wh)
+            for name, part in parts.items():
+                magnitudes[name].append(part[valid].abs())
+            views.append((f, z_gt, valid, parts, K))
+        R_gt, t_gt = batch["T_1_0"][:, :3, :3], batch["T_1_0"][:, :3, 3]
+        for variant, factors in SENSITIVITY_VARIANTS.items():
+            X = []
+            for f, z_gt, valid, parts, K in views:
+                error = sum((w * parts[n] for n, w in factors.items()), torch.zeros_like(z_gt))
+                z = torch.where(valid, z_gt * error.exp(), f.depth)
+                X.append(backproject(f.kpts, z, K))
+            sol = solve_pose(out["P"], X[0], X[1], module.solver_config,
+                             torch.Generator().manual_seed(i))
+            rows[variant].append(torch.stack([translation_error(sol.R, sol.t, R_gt, t_gt),
+                                              rotation_error_deg(sol.R, R_gt)], -1))
+    result: dict[str, Any] = {
+        "median_abs_log_error_by_part": {n: float(torch.cat(m).median())
+                                         for n, m in magnitudes.items()}}
+    for variant, r in rows.items():
+        med = torch.cat(r).nanmedian(0).values
+        result[variant] = {"median_t_m": float(med[0]), "median_R_deg": float(med[1])}
+    (run / "sensitivity.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def stage_export(checkpoint: Path, out: Path, config: Path) -> Path:
     """Weights only (no optimiser state), fp16, in the mickey_ros checkpoint format."""
     model, _ = load_checkpoint(checkpoint)
@@ -594,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one stage or all of them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     stages = ("render", "train", "evaluate", "diagnose", "gate", "unseen", "speed", "ablation",
-              "plot", "export", "all")
+              "sensitivity", "plot", "export", "all")
     parser.add_argument("stage", choices=stages)
     parser.add_argument("--run", type=Path, default=Path("runs/demo"))
     parser.add_argument("--config", type=Path, default=CONFIG)
@@ -632,6 +728,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(stage_speed(args.run, cfg), indent=1))
     if args.stage == "ablation":
         print(json.dumps(stage_ablation(args.run, cfg, args.checkpoint or [final]), indent=1))
+    if args.stage == "sensitivity":
+        print(json.dumps(stage_sensitivity(args.run, cfg, final), indent=1))
     if args.stage in ("plot", "all"):
         stage_plot(args.run, args.png, args.init)
     if args.stage in ("export", "all"):

@@ -307,6 +307,42 @@ def gt_matches(
     return torch.where(valid, cell, torch.zeros_like(cell)), valid
 
 
+def matched_depth_supervision(
+    depth_ref: Tensor, depth_query: Tensor, gt_ref: Tensor, gt_query: Tensor, target: Tensor,
+    valid: Tensor, max_depth_m: float = 100.0, min_depth_m: float = 0.05,
+) -> Tensor:
+    """Mean ``|e_ref - e_query|`` of the log-depth errors ``e = log z - log z_gt`` of GT matches.
+
+    A 3D-3D fit needs the two views to agree on a point more than it needs either to be right:
+    an error both views share scales the point along both rays and moves it by that fraction of
+    the baseline only, while a disagreement moves it by that fraction of its depth. The query
+    side is the keypoint of the reference keypoint's GT cell (``gt_matches``), a point near the
+    same 3D point; its own GT depth makes the errors comparable.
+
+    Args:
+        depth_ref: (B, N0) predicted reference depth, metres.
+        depth_query: (B, N1) predicted query depth.
+        gt_ref: (B, N0) GT depth at the reference keypoints (0 = unknown).
+        gt_query: (B, N1) GT depth at the query keypoints.
+        target: (B, N0) int64 query cell of each reference keypoint.
+        valid: (B, N0) bool, a visible GT match.
+        max_depth_m: farthest GT depth used, as ``depth_supervision``.
+        min_depth_m: clamp of the predictions inside the log, as ``depth_supervision``.
+
+    Returns:
+        () loss, 0 when no match has both GT depths (0 < z_gt < ``max_depth_m``).
+    """
+    def log_error(z: Tensor, z_gt: Tensor) -> Tensor:
+        return torch.log(z.clamp(min=min_depth_m)) - torch.log(z_gt.clamp(min=min_depth_m))
+
+    gt_matched = torch.gather(gt_query, 1, target)
+    err_query = torch.gather(log_error(depth_query, gt_query), 1, target)
+    keep = valid & (gt_ref > 0) & (gt_ref < max_depth_m)
+    keep &= (gt_matched > 0) & (gt_matched < max_depth_m)
+    diff = (log_error(depth_ref, gt_ref) - err_query).abs()
+    return (diff * keep).sum() / keep.sum().clamp(min=1)
+
+
 def correspondence_supervision(match_probs: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     """Mean negative log dual-softmax probability of the GT query cell of each valid keypoint.
 

@@ -39,6 +39,7 @@ from mickey_ros.train.loss import (
     expected_loss,
     gt_matches,
     log_probs_of,
+    matched_depth_supervision,
     objective_over_pairs,
     pose_loss,
     reinforce_surrogate,
@@ -205,7 +206,7 @@ class MicKeyTrainingModule(L.LightningModule):
     def supervision_terms(
         self, out: dict[str, Any], batch: dict[str, Tensor]
     ) -> dict[str, Tensor]:
-        """Optional GT-depth warm-up terms (depth and correspondence), unweighted."""
+        """Optional GT-depth terms (depth, correspondence, matched depth), unweighted."""
         f0, f1 = out["f0"], out["f1"]
         terms = {}
         sup = self.config.supervision
@@ -215,14 +216,20 @@ class MicKeyTrainingModule(L.LightningModule):
                                   sup.max_depth_m)
                 for f, key in ((f0, "depth0"), (f1, "depth1"))
             )
-        if sup.correspondence_weight > 0:
+        if sup.correspondence_weight > 0 or sup.matched_depth_weight > 0:
             target, valid = gt_matches(
                 f0.kpts.detach(), batch["depth0"], batch["depth1"], batch["K0"], batch["K1"],
                 batch["T_1_0"], f1.grid_hw, self.model_config.backbone.patch_size,
                 sup.depth_consistency,
             )
-            terms["correspondence"] = correspondence_supervision(out["match_probs"], target, valid)
             terms["gt_match_fraction"] = valid.float().mean().detach()
+        if sup.correspondence_weight > 0:
+            terms["correspondence"] = correspondence_supervision(out["match_probs"], target, valid)
+        if sup.matched_depth_weight > 0:
+            terms["matched_depth"] = matched_depth_supervision(
+                f0.depth, f1.depth, sample_depth_at(batch["depth0"], f0.kpts.detach()),
+                sample_depth_at(batch["depth1"], f1.kpts.detach()), target, valid,
+                sup.max_depth_m)
         return terms
 
     def compute_losses(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Any]]:
@@ -240,8 +247,9 @@ class MicKeyTrainingModule(L.LightningModule):
         supervised = sup.supervision_until_step < 0 or step <= sup.supervision_until_step
         if supervised and "depth0" in batch:
             terms = self.supervision_terms(out, batch)
-            for name, weight in (("depth", sup.depth_weight), ("correspondence",
-                                                                sup.correspondence_weight)):
+            for name, weight in (("depth", sup.depth_weight),
+                                 ("correspondence", sup.correspondence_weight),
+                                 ("matched_depth", sup.matched_depth_weight)):
                 if name in terms:
                     total = total + weight * terms[name]
             logs.update({f"train/{k}": v.detach() for k, v in terms.items()})

@@ -114,3 +114,27 @@ def test_errors_by_baseline_splits_pairs_by_true_motion():
         {"pairs": 2, "median_t_m": 0.15, "median_t_over_baseline": 0.5, "median_R_deg": 4.0})
     assert split["1-1.5 m"] == pytest.approx(
         {"pairs": 2, "median_t_m": 0.4, "median_t_over_baseline": 0.375, "median_R_deg": 3.0})
+
+
+def test_depth_error_parts_split_scale_tilt_and_noise_and_sum_to_the_error():
+    td = _script("train_demo")
+    gen = torch.Generator().manual_seed(0)
+    kpts = torch.rand(2, 50, 2, generator=gen) * torch.tensor([320.0, 240.0])
+    log_gt = torch.rand(2, 50, generator=gen) * 2.0
+    valid = torch.ones(2, 50, dtype=torch.bool)
+    valid[1, :5] = False  # unknown GT depth: every part 0 there
+    x = kpts[..., 0] / 160.0 - 1.0
+    noise = 0.03 * torch.randn(2, 50, generator=gen)
+    # image 0: a scale error and a left-right tilt only; image 1: the same plus point noise
+    error = 0.2 + 0.1 * x + torch.stack([torch.zeros(50), noise[1]])
+    parts = td.depth_error_parts(error, kpts, log_gt, valid, (320, 240))
+    total = parts["scale"] + parts["low_order"] + parts["noise"]
+    assert torch.allclose(total[valid], error[valid], atol=1e-6)
+    assert (total[~valid] == 0).all()
+    assert parts["noise"][0].abs().max() < 1e-5  # an exact tilt is all low-order
+    assert parts["scale"][0] == pytest.approx(float(error[0].mean()), abs=1e-6)
+    tilt = parts["low_order"][0] - (0.1 * x[0] - 0.1 * x[0].mean())
+    assert tilt.abs().max() < 1e-5
+    # independent point noise stays noise: the fit takes little of it
+    kept = parts["noise"][1, 5:]
+    assert float(kept.std()) == pytest.approx(float(noise[1, 5:].std()), rel=0.15)

@@ -13,6 +13,7 @@ from mickey_ros.train.loss import (
     expected_loss,
     gt_matches,
     log_probs_of,
+    matched_depth_supervision,
     null_loss_value,
     objective_over_pairs,
     pose_loss,
@@ -216,6 +217,37 @@ class TestDepthSupervision:
 
     def test_no_known_depth_gives_zero(self):
         assert depth_supervision(torch.ones(1, 3), torch.zeros(1, 3)).item() == 0.0
+
+
+class TestMatchedDepthSupervision:
+    def test_shared_error_costs_nothing_and_disagreement_its_log_ratio(self):
+        gt_ref = torch.tensor([[2.0, 4.0, 3.0, 0.0, 6.0]])  # the fourth: unknown GT depth
+        gt_query = torch.tensor([[1.0, 5.0, 8.0, 500.0]])  # the last: beyond max_depth_m
+        target = torch.tensor([[1, 0, 2, 0, 3]])
+        valid = torch.tensor([[True, True, False, True, True]])  # the third: no visible match
+        # keypoint 0 (-> query 1): both views 10 % too far; keypoint 1 (-> query 0): the
+        # reference exact, the query 2x too near
+        depth_ref = gt_ref * torch.tensor([[1.1, 1.0, 3.0, 1.0, 2.0]])
+        depth_query = gt_query * torch.tensor([[0.5, 1.1, 1.0, 1.0]])
+        loss = matched_depth_supervision(depth_ref, depth_query, gt_ref, gt_query, target, valid,
+                                         max_depth_m=100.0)
+        assert loss.item() == pytest.approx(math.log(2.0) / 2, rel=1e-6)
+
+    def test_gradient_reaches_both_views(self):
+        depth_ref = torch.tensor([[2.0]], requires_grad=True)
+        depth_query = torch.tensor([[3.0]], requires_grad=True)
+        gt = torch.tensor([[2.5]])
+        loss = matched_depth_supervision(depth_ref, depth_query, gt, gt,
+                                         torch.zeros(1, 1, dtype=torch.long),
+                                         torch.ones(1, 1, dtype=torch.bool))
+        loss.backward()
+        assert depth_ref.grad.item() == pytest.approx(-1 / 2.0)
+        assert depth_query.grad.item() == pytest.approx(1 / 3.0)
+
+    def test_no_valid_match_gives_zero(self):
+        z = torch.ones(1, 2)
+        assert matched_depth_supervision(z, z, z, z, torch.zeros(1, 2, dtype=torch.long),
+                                         torch.zeros(1, 2, dtype=torch.bool)).item() == 0.0
 
 
 class TestGtMatches:

@@ -55,11 +55,14 @@ class TestComputeLosses:
         assert all(p.grad is None for p in module.net.backbone.parameters())
 
     def test_supervision_terms_when_weighted(self, batch, tiny_config):
-        sup = SupervisionConfig(depth_weight=1.0, correspondence_weight=0.5, pose_from_step=5)
+        sup = SupervisionConfig(depth_weight=1.0, correspondence_weight=0.5,
+                                matched_depth_weight=2.0, pose_from_step=5)
         module = MicKeyTrainingModule(tiny_config(supervision=sup))
         total, logs = module.compute_losses(batch, step=0)
         assert "train/vcre_loss" not in logs  # pose objective starts at step 5
-        expected = logs["train/depth"] + 0.5 * logs["train/correspondence"]
+        assert logs["train/matched_depth"].item() > 0  # an untrained head disagrees
+        expected = (logs["train/depth"] + 0.5 * logs["train/correspondence"]
+                    + 2.0 * logs["train/matched_depth"])
         assert total.item() == pytest.approx(expected.item(), rel=1e-5)
         assert logs["train/gt_match_fraction"].item() > 0.5  # a plane seen by both views
 
