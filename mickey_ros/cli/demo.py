@@ -45,7 +45,8 @@ def _check_demo_model() -> None:
         raise UserError(
             f"the bundled demo model is not there yet ({DEMO_CHECKPOINT}): it is trained by the "
             "project's training entry point (`mickey-train --config "
-            "config/train/demo_cnn.yaml`, then `config/train/demo_cnn_continue.yaml`, see "
+            "config/train/demo_cnn.yaml`, then `demo_cnn_continue.yaml` and `demo_cnn_s5.yaml`, "
+            "see "
             "docs/training.md). Until it ships, replay a bag with "
             "your own weights: `mickey-ros replay BAG --checkpoint mickey.ckpt --dinov2-weights F`"
         )

@@ -193,7 +193,8 @@ class RelativePoseEstimator:
             raise FileNotFoundError(
                 f"the bundled demo model {DEMO_CHECKPOINT} is missing; reinstall mickey_ros or "
                 "train it with `mickey-train --config config/train/demo_cnn.yaml`, then "
-                "`--config config/train/demo_cnn_continue.yaml --init` its weights "
+                "`--config config/train/demo_cnn_continue.yaml`, then "
+                "`config/train/demo_cnn_s5.yaml`, each with `--init` the weights before "
                 "(docs/training.md)"
             )
         return cls.from_checkpoint(DEMO_CHECKPOINT, config=config)
