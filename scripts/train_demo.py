@@ -47,7 +47,12 @@ from mickey_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from mickey_ros.synth.pairs import read_pair, write_pairs
 from mickey_ros.train.config import load_train_config
 from mickey_ros.train.data import make_sample
-from mickey_ros.train.loss import depth_supervision, gt_matches, sample_depth_at
+from mickey_ros.train.loss import (
+    depth_supervision,
+    gt_matches,
+    log_depth_error,
+    sample_depth_at,
+)
 from mickey_ros.train.main import _build_model
 from mickey_ros.train.main import main as train_main
 from mickey_ros.train.module import MicKeyTrainingModule
@@ -259,11 +264,6 @@ def stage_plot(run: Path, out_png: Path, init: Path | None = None) -> None:
     fig.savefig(out_png, dpi=90)
 
 
-def log_depth_ratio(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Tensor:
-    """``log z - log z_gt`` elementwise, the prediction clamped at 5 cm as the depth loss does."""
-    return torch.log(z_pred.clamp(min=0.05)) - torch.log(z_gt)
-
-
 def log_depth_ratio_split(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Tensor:
     """(B, 2) per image: scale offset and residual of the log depth error.
 
@@ -273,7 +273,7 @@ def log_depth_ratio_split(z_pred: torch.Tensor, z_gt: torch.Tensor) -> torch.Ten
     """
     rows = []
     for pred, gt in zip(z_pred, z_gt):
-        ratio = log_depth_ratio(pred[gt > 0], gt[gt > 0])
+        ratio = log_depth_error(pred[gt > 0], gt[gt > 0])
         offset = ratio.median()
         rows.append(torch.stack([offset, (ratio - offset).abs().median()]))
     return torch.stack(rows)
@@ -309,7 +309,7 @@ def depth_by_range(z_pred: torch.Tensor, z_gt: torch.Tensor) -> dict[str, Any]:
     """
     valid = (z_gt > 0) & (z_gt < DEPTH_BINS_M[-1])
     gt = z_gt[valid]
-    err = log_depth_ratio(z_pred[valid], gt)
+    err = log_depth_error(z_pred[valid], gt)
     bins = {}
     for low, high in zip(DEPTH_BINS_M[:-1], DEPTH_BINS_M[1:]):
         sel = (gt >= low) & (gt < high)
@@ -485,6 +485,7 @@ def forward_drive_ratios(checkpoint: Path, seed: int = 0,
     drive, in process: the keyframe at 0 m and one query per distance through the estimator
     (``scripts/forward_drive.py`` measures the same through the whole demo replay)."""
     from mickey_ros.estimator import EstimatorConfig, RelativePoseEstimator
+    from mickey_ros.synth.cameras import camera_centre
     from mickey_ros.synth.render import Renderer
     from mickey_ros.synth.rosbag import plan_robot_drive
     from mickey_ros.synth.textures import load_texture_bank
@@ -508,7 +509,7 @@ def forward_drive_ratios(checkpoint: Path, seed: int = 0,
         pose = estimator.estimate(image(T_query), drive.K)
         true_z = (np.linalg.inv(T_key) @ T_query)[2, 3]
         # the query camera centre in the keyframe camera; an invalid estimate scores NaN
-        estimated_z = (-pose.R.T @ pose.t)[2] if pose.valid else float("nan")
+        estimated_z = camera_centre(pose.T_query_ref)[2] if pose.valid else float("nan")
         ratios[f"{forward_m:g} m"] = float(estimated_z / true_z)
     renderer.release()
     return ratios
@@ -649,7 +650,7 @@ def stage_sensitivity(run: Path, cfg, checkpoint: Path) -> dict:
             z_gt = sample_depth_at(batch[key], f.kpts)
             valid = z_gt > 0
             log_gt = z_gt.clamp(min=1e-3).log()
-            parts = depth_error_parts(log_depth_ratio(f.depth, z_gt.clamp(min=1e-3)), f.kpts,
+            parts = depth_error_parts(log_depth_error(f.depth, z_gt), f.kpts,
                                       log_gt, valid, size_wh)
             for name, part in parts.items():
                 magnitudes[name].append(part[valid].abs())

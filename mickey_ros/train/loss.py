@@ -234,6 +234,12 @@ def sample_depth_at(depth_map: Tensor, kpts: Tensor) -> Tensor:
     return torch.where(inside, depth, torch.zeros_like(depth))
 
 
+def log_depth_error(depth: Tensor, depth_gt: Tensor, min_depth_m: float = 0.05) -> Tensor:
+    """``log z - log z_gt`` elementwise, both clamped at ``min_depth_m`` inside the log (an
+    untrained head outputs depths around 0, some negative; unknown GT depth is 0)."""
+    return torch.log(depth.clamp(min=min_depth_m)) - torch.log(depth_gt.clamp(min=min_depth_m))
+
+
 def depth_supervision(
     depth_pred: Tensor, depth_gt: Tensor, max_depth_m: float = 100.0, min_depth_m: float = 0.05
 ) -> Tensor:
@@ -254,9 +260,8 @@ def depth_supervision(
         () loss, 0 when no keypoint has a GT depth.
     """
     valid = (depth_gt > 0) & (depth_gt < max_depth_m)
-    log_pred = torch.log(depth_pred.clamp(min=min_depth_m))
-    log_gt = torch.log(depth_gt.clamp(min=min_depth_m))
-    err = (log_pred - log_gt).abs() + (min_depth_m - depth_pred).clamp(min=0.0)
+    err = (log_depth_error(depth_pred, depth_gt, min_depth_m).abs()
+           + (min_depth_m - depth_pred).clamp(min=0.0))
     return (err * valid).sum() / valid.sum().clamp(min=1)
 
 
@@ -332,14 +337,11 @@ def matched_depth_supervision(
     Returns:
         () loss, 0 when no match has both GT depths (0 < z_gt < ``max_depth_m``).
     """
-    def log_error(z: Tensor, z_gt: Tensor) -> Tensor:
-        return torch.log(z.clamp(min=min_depth_m)) - torch.log(z_gt.clamp(min=min_depth_m))
-
     gt_matched = torch.gather(gt_query, 1, target)
-    err_query = torch.gather(log_error(depth_query, gt_query), 1, target)
+    err_query = torch.gather(log_depth_error(depth_query, gt_query, min_depth_m), 1, target)
     keep = valid & (gt_ref > 0) & (gt_ref < max_depth_m)
     keep &= (gt_matched > 0) & (gt_matched < max_depth_m)
-    diff = (log_error(depth_ref, gt_ref) - err_query).abs()
+    diff = (log_depth_error(depth_ref, gt_ref, min_depth_m) - err_query).abs()
     return (diff * keep).sum() / keep.sum().clamp(min=1)
 
 

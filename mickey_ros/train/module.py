@@ -210,12 +210,12 @@ class MicKeyTrainingModule(L.LightningModule):
         f0, f1 = out["f0"], out["f1"]
         terms = {}
         sup = self.config.supervision
+        if sup.depth_weight > 0 or sup.matched_depth_weight > 0:
+            z0_gt = sample_depth_at(batch["depth0"], f0.kpts.detach())
+            z1_gt = sample_depth_at(batch["depth1"], f1.kpts.detach())
         if sup.depth_weight > 0:
-            terms["depth"] = 0.5 * sum(
-                depth_supervision(f.depth, sample_depth_at(batch[key], f.kpts.detach()),
-                                  sup.max_depth_m)
-                for f, key in ((f0, "depth0"), (f1, "depth1"))
-            )
+            terms["depth"] = 0.5 * (depth_supervision(f0.depth, z0_gt, sup.max_depth_m)
+                                    + depth_supervision(f1.depth, z1_gt, sup.max_depth_m))
         if sup.correspondence_weight > 0 or sup.matched_depth_weight > 0:
             target, valid = gt_matches(
                 f0.kpts.detach(), batch["depth0"], batch["depth1"], batch["K0"], batch["K1"],
@@ -227,9 +227,7 @@ class MicKeyTrainingModule(L.LightningModule):
             terms["correspondence"] = correspondence_supervision(out["match_probs"], target, valid)
         if sup.matched_depth_weight > 0:
             terms["matched_depth"] = matched_depth_supervision(
-                f0.depth, f1.depth, sample_depth_at(batch["depth0"], f0.kpts.detach()),
-                sample_depth_at(batch["depth1"], f1.kpts.detach()), target, valid,
-                sup.max_depth_m)
+                f0.depth, f1.depth, z0_gt, z1_gt, target, valid, sup.max_depth_m)
         return terms
 
     def compute_losses(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Any]]:
