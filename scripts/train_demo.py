@@ -15,8 +15,12 @@ Stages (each can run alone; outputs go to ``--run``):
              forward motion along the demo drive (in process) -> ablation.json
     sensitivity  the held-out pose with GT depth times parts of a checkpoint's depth error
              (scale, low-order distortion, point noise) -> sensitivity.json
+    seeds    one row per ``--checkpoint``: each held-out set solved with ``--seeds`` RANSAC
+             seeds (one forward pass): per-seed and pooled medians, the default gate on the pool
+             -> seeds.json
     plot     learning curves (training losses, held-out errors per checkpoint) -> PNG
-    export   the chosen checkpoint without optimiser state, fp16 -> demo_model.ckpt
+    export   the chosen checkpoint without optimiser state, fp16 (``--keep-fp32`` submodules
+             fp32) -> demo_model.ckpt
 
 Example (what produced ``mickey_ros/data/demo_model.ckpt``, see docs/training.md)::
 
@@ -582,6 +586,58 @@ def stage_ablation(run: Path, cfg, checkpoints: list[Path]) -> dict:
     return results
 
 
+def seed_spread(rows_by_seed: list[torch.Tensor], num_samples: int, threshold: float) -> dict:
+    """Medians of the same pairs solved with several RANSAC seeds.
+
+    A median over 64 pairs moves by about 0.03 m between seeds, as much as one session's gain;
+    pooling the seeds' solutions ranks two models on the pairs instead of on the draws.
+
+    Args:
+        rows_by_seed: per seed, (N, 4) ``[t_err_m, r_err_deg, vcre_px, confidence]``
+            (``evaluate_batch``) of the same N pairs.
+        num_samples: matches sampled per draw (the solver's), so confidence / it is the inlier
+            ratio the node's gate compares.
+        threshold: the gate (``gate.min_confidence``).
+    """
+    per_seed = [summarise(rows) for rows in rows_by_seed]
+    pooled = torch.cat(rows_by_seed)
+    return {"seeds": len(rows_by_seed),
+            "median_t_m_per_seed": [s["median_t_m"] for s in per_seed],
+            "median_R_deg_per_seed": [s["median_R_deg"] for s in per_seed],
+            "pooled": {k: v for k, v in summarise(pooled).items()
+                       if k in ("median_t_m", "median_R_deg", "pose_precision_25cm_5deg")},
+            "gate": gate_split(pooled, pooled[:, 3] / num_samples, threshold)}
+
+
+@torch.no_grad()
+def stage_seeds(run: Path, cfg, checkpoints: list[Path], seeds: int) -> dict:
+    """``seed_spread`` of every ``HELDOUT_SETS`` per checkpoint, cached in ``seeds.json`` under
+    the checkpoint's path (seed ``s`` of batch ``i`` is ``1000 * s + i``; seed 0 is
+    ``evaluate``'s draw)."""
+    from mickey_ros.relocalization.params import GateParams
+
+    out = run / "seeds.json"
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    size_wh = (cfg.data.width, cfg.data.height)
+    for ckpt in checkpoints:
+        module = _module_for(cfg, ckpt).eval()
+        row = {}
+        for name, (folder, _) in HELDOUT_SETS.items():
+            rows_by_seed: list[list[torch.Tensor]] = [[] for _ in range(seeds)]
+            for i, batch in enumerate(tqdm(heldout_batches(run / folder, size_wh),
+                                           desc=f"{ckpt.name} {name}")):
+                out_pair = module.forward_pair(batch)
+                for s in range(seeds):
+                    gen = torch.Generator().manual_seed(1000 * s + i)
+                    rows_by_seed[s].append(module.evaluate_batch(batch, gen, out_pair))
+            row[name] = seed_spread([torch.cat(r) for r in rows_by_seed],
+                                    module.solver_config.num_samples,
+                                    GateParams().min_confidence)
+        results[str(ckpt)] = row
+        out.write_text(json.dumps(results, indent=1))
+    return results
+
+
 DEPTH_ERROR_PARTS = ("scale", "low_order", "noise")  # of ``depth_error_parts``
 # depth fed to the solver per variant: GT times the exp of these parts of the network's error,
 # each scaled by its factor (how accurate the depth must be for a pose error)
@@ -676,10 +732,17 @@ def stage_sensitivity(run: Path, cfg, checkpoint: Path) -> dict:
     return result
 
 
-def stage_export(checkpoint: Path, out: Path, config: Path) -> Path:
-    """Weights only (no optimiser state), fp16, in the mickey_ros checkpoint format."""
+def stage_export(checkpoint: Path, out: Path, config: Path,
+                 keep_fp32: tuple[str, ...] = ()) -> Path:
+    """Weights only (no optimiser state), fp16, in the mickey_ros checkpoint format; submodules
+    whose own name is in ``keep_fp32`` (e.g. ``conv_encoder``, ``depth_head``) stay fp32."""
     model, _ = load_checkpoint(checkpoint)
-    model.half()  # fp16 storage halves the file; loading casts back to the model's fp32
+    kept = tuple(f"{name}." for name, _ in model.named_modules()
+                 if name.rsplit(".", 1)[-1] in keep_fp32)
+    # fp16 storage halves the file; loading casts back to the model's fp32
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not name.startswith(kept):
+            tensor.data = tensor.data.half()
     trained_with = config.resolve()
     meta = {"source_checkpoint": checkpoint.name,
             "trained_with": str(trained_with.relative_to(REPO) if trained_with.is_relative_to(REPO)
@@ -691,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one stage or all of them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     stages = ("render", "train", "evaluate", "diagnose", "gate", "unseen", "speed", "ablation",
-              "sensitivity", "plot", "export", "all")
+              "sensitivity", "seeds", "plot", "export", "all")
     parser.add_argument("stage", choices=stages)
     parser.add_argument("--run", type=Path, default=Path("runs/demo"))
     parser.add_argument("--config", type=Path, default=CONFIG)
@@ -699,7 +762,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=1, help="evaluate steps that are multiples")
     parser.add_argument("--checkpoint", type=Path, nargs="+",
                         help="checkpoint to diagnose, gate, score on unseen sets and export "
-                        "(the first one); ablation: every one")
+                        "(the first one); ablation and seeds: every one")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds: RANSAC seeds per pair")
+    parser.add_argument("--keep-fp32", nargs="*", default=[], metavar="MODULE",
+                        help="export: submodules stored in fp32 (the rest fp16), e.g. "
+                        "conv_encoder")
     parser.add_argument("--init", type=Path,
                         help="the run's initial weights (mickey-train --init), else untrained")
     parser.add_argument("--compare", type=Path, nargs="*", default=[],
@@ -731,10 +798,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(stage_ablation(args.run, cfg, args.checkpoint or [final]), indent=1))
     if args.stage == "sensitivity":
         print(json.dumps(stage_sensitivity(args.run, cfg, final), indent=1))
+    if args.stage == "seeds":
+        print(json.dumps(stage_seeds(args.run, cfg, args.checkpoint or [final], args.seeds),
+                         indent=1))
     if args.stage in ("plot", "all"):
         stage_plot(args.run, args.png, args.init)
     if args.stage in ("export", "all"):
-        print(f"wrote {stage_export(final, args.out, args.config)}")
+        print(f"wrote {stage_export(final, args.out, args.config, tuple(args.keep_fp32))}")
     return 0
 
 

@@ -138,3 +138,52 @@ def test_depth_error_parts_split_scale_tilt_and_noise_and_sum_to_the_error():
     # independent point noise stays noise: the fit takes little of it
     kept = parts["noise"][1, 5:]
     assert float(kept.std()) == pytest.approx(float(noise[1, 5:].std()), rel=0.15)
+
+
+def test_seed_spread_gives_per_seed_and_pooled_medians_and_gates_the_pool():
+    td = _script("train_demo")
+    # two seeds of the same three pairs; confidence / 100 sampled matches is the inlier ratio
+    seed0 = torch.tensor([[0.1, 1.0, 5.0, 10.0], [0.2, 2.0, 5.0, 2.0], [0.9, 9.0, 5.0, 8.0]])
+    seed1 = torch.tensor([[0.3, 3.0, 5.0, 9.0], [0.4, 4.0, 5.0, 1.0], [0.5, 5.0, 5.0, 7.0]])
+    out = td.seed_spread([seed0, seed1], num_samples=100, threshold=0.05)
+    assert out["seeds"] == 2
+    assert out["median_t_m_per_seed"] == pytest.approx([0.2, 0.4])
+    assert out["median_R_deg_per_seed"] == pytest.approx([2.0, 4.0])
+    assert out["pooled"]["median_t_m"] == pytest.approx(0.35)  # of 0.1 .2 .3 .4 .5 .9
+    assert out["pooled"]["median_R_deg"] == pytest.approx(3.5)
+    assert out["pooled"]["pose_precision_25cm_5deg"] == pytest.approx(2 / 6)
+    assert out["gate"]["accepted"] == {"pairs": 4, "median_t_m": pytest.approx(0.4),
+                                       "median_R_deg": pytest.approx(4.0)}
+    assert out["gate"]["rejected"] == {"pairs": 2, "median_t_m": pytest.approx(0.3),
+                                       "median_R_deg": pytest.approx(3.0)}
+
+
+def test_export_stores_fp16_but_the_named_submodules_in_fp32(tmp_path):
+    from dataclasses import replace
+
+    from mickey_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from mickey_ros.model.config import mickey_demo_cnn
+    from mickey_ros.model.mickey import MicKey
+
+    td = _script("train_demo")
+    cfg = mickey_demo_cnn()
+    cfg = replace(cfg, backbone=replace(cfg.backbone, embed_dim=16, depth=4),
+                  heads=replace(cfg.heads, blocks_dim=(16, 16, 16, 8)))
+    torch.manual_seed(0)
+    source = save_checkpoint(tmp_path / "run.ckpt", MicKey(cfg))
+    config = tmp_path / "demo.yaml"
+    config.write_text("model: mickey_demo_cnn\n")
+    out = td.stage_export(source, tmp_path / "demo.ckpt", config, keep_fp32=("conv_encoder",))
+    state = torch.load(out, map_location="cpu", weights_only=False)["state_dict"]
+    float_keys = [k for k, v in state.items() if v.is_floating_point()]
+    encoder = [k for k in float_keys if ".conv_encoder." in k]
+    assert encoder and all(state[k].dtype == torch.float32 for k in encoder)
+    assert all(state[k].dtype == torch.float16 for k in float_keys if k not in encoder)
+    exported, _ = load_checkpoint(out)
+    original, _ = load_checkpoint(source)
+    for (name, a), (_, b) in zip(exported.named_parameters(), original.named_parameters()):
+        assert a.dtype == torch.float32  # loading casts fp16 back
+        if ".conv_encoder." in name:
+            assert torch.equal(a, b)
+        else:
+            assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
