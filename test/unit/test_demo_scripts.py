@@ -173,6 +173,8 @@ def test_export_stores_fp16_but_the_named_submodules_in_fp32(tmp_path):
     source = save_checkpoint(tmp_path / "run.ckpt", MicKey(cfg))
     config = tmp_path / "demo.yaml"
     config.write_text("model: mickey_demo_cnn\n")
+    with pytest.raises(ValueError, match="no submodule named conv_encodr"):
+        td.stage_export(source, tmp_path / "typo.ckpt", config, keep_fp32=("conv_encodr",))
     out = td.stage_export(source, tmp_path / "demo.ckpt", config, keep_fp32=("conv_encoder",))
     state = torch.load(out, map_location="cpu", weights_only=False)["state_dict"]
     float_keys = [k for k, v in state.items() if v.is_floating_point()]
