@@ -737,13 +737,12 @@ def stage_export(checkpoint: Path, out: Path, config: Path,
     """Weights only (no optimiser state), fp16, in the mickey_ros checkpoint format; submodules
     whose own name is in ``keep_fp32`` (e.g. ``conv_encoder``, ``depth_head``) stay fp32."""
     model, _ = load_checkpoint(checkpoint)
-    own_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    unknown = sorted(set(keep_fp32) - own_names)
+    own_name = {name: name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    unknown = sorted(set(keep_fp32) - set(own_name.values()))
     if unknown:
         raise ValueError(f"--keep-fp32: the model has no submodule named {', '.join(unknown)}; "
                          "use a name from model.named_modules(), e.g. conv_encoder or depth_head")
-    kept = tuple(f"{name}." for name, _ in model.named_modules()
-                 if name.rsplit(".", 1)[-1] in keep_fp32)
+    kept = tuple(f"{name}." for name, own in own_name.items() if own in keep_fp32)
     # fp16 storage halves the file; loading casts back to the model's fp32
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         if tensor.is_floating_point() and not name.startswith(kept):

@@ -46,7 +46,8 @@ def _check_demo_model() -> None:
             f"the bundled demo model is not there yet ({DEMO_CHECKPOINT}): it is trained by the "
             "project's training entry point (`mickey-train --config "
             "config/train/demo_cnn.yaml`, then `demo_cnn_continue.yaml` and `demo_cnn_s5.yaml`, "
-            "see docs/training.md). Until it ships, replay a bag with your own weights: `mickey-ros replay BAG --checkpoint mickey.ckpt --dinov2-weights F`"
+            "see docs/training.md). Until it ships, replay a bag with your own weights: "
+            "`mickey-ros replay BAG --checkpoint mickey.ckpt --dinov2-weights F`"
         )
 
 

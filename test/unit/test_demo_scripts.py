@@ -159,18 +159,13 @@ def test_seed_spread_gives_per_seed_and_pooled_medians_and_gates_the_pool():
 
 
 def test_export_stores_fp16_but_the_named_submodules_in_fp32(tmp_path):
-    from dataclasses import replace
-
     from mickey_ros.model.checkpoint import load_checkpoint, save_checkpoint
-    from mickey_ros.model.config import mickey_demo_cnn
     from mickey_ros.model.mickey import MicKey
+    from small_models import small_demo_cnn
 
     td = _script("train_demo")
-    cfg = mickey_demo_cnn()
-    cfg = replace(cfg, backbone=replace(cfg.backbone, embed_dim=16, depth=4),
-                  heads=replace(cfg.heads, blocks_dim=(16, 16, 16, 8)))
     torch.manual_seed(0)
-    source = save_checkpoint(tmp_path / "run.ckpt", MicKey(cfg))
+    source = save_checkpoint(tmp_path / "run.ckpt", MicKey(small_demo_cnn()))
     config = tmp_path / "demo.yaml"
     config.write_text("model: mickey_demo_cnn\n")
     with pytest.raises(ValueError, match="no submodule named conv_encodr"):

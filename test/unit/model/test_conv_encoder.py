@@ -1,5 +1,3 @@
-from dataclasses import replace
-
 import pytest
 import torch
 
@@ -8,15 +6,9 @@ from mickey_ros.model.config import BackboneConfig, MickeyConfig, get_model_conf
 from mickey_ros.model.conv_encoder import ConvEncoder, pixel_coordinates
 from mickey_ros.model.mickey import MicKey
 from mickey_ros.utils.config import ConfigError
+from small_models import small_demo_cnn
 
 PREFIX = "compute_matches.extractor.conv_encoder."
-
-
-def _small_cnn() -> MickeyConfig:
-    """mickey_demo_cnn's layout at test size (a few thousand parameters per module)."""
-    cfg = mickey_demo_cnn()
-    return replace(cfg, backbone=replace(cfg.backbone, embed_dim=16, depth=4),
-                   heads=replace(cfg.heads, blocks_dim=(16, 16, 16, 8)))
 
 
 def test_pixel_coordinates_are_pixel_centres_in_minus_one_one():
@@ -36,7 +28,7 @@ def test_encoder_gives_the_vit_grid(hw):
 
 
 def test_encoder_rejects_sizes_that_are_not_multiples_of_14():
-    enc = ConvEncoder(_small_cnn().backbone)
+    enc = ConvEncoder(small_demo_cnn().backbone)
     with pytest.raises(ValueError, match="multiples of 14"):
         enc(torch.rand(1, 3, 30, 28))
     with pytest.raises(ConfigError, match="patch_size must be 14, got 16"):
@@ -47,7 +39,7 @@ def test_encoder_rejects_sizes_that_are_not_multiples_of_14():
 def test_coordinates_let_the_encoder_tell_rows_apart():
     """A uniform grey image still gives row-dependent features (depth of a fixed rig)."""
     torch.manual_seed(0)
-    enc = ConvEncoder(_small_cnn().backbone).eval()
+    enc = ConvEncoder(small_demo_cnn().backbone).eval()
     with torch.no_grad():
         out = enc(torch.full((1, 3, 112, 112), 0.5))
     rows = out[0].mean(dim=2)  # (C, h): per-row mean feature
@@ -56,7 +48,7 @@ def test_coordinates_let_the_encoder_tell_rows_apart():
 
 def test_mickey_with_conv_encoder_extracts_features_on_the_crop():
     torch.manual_seed(0)
-    model = MicKey(_small_cnn()).eval()
+    model = MicKey(small_demo_cnn()).eval()
     assert model.extractor.backbone_name == "conv_encoder"
     feats = model.extract(torch.rand(2, 3, 100, 130))  # cropped to 98 x 126
     assert feats.grid_hw == (7, 9)
@@ -74,7 +66,7 @@ def test_factory_is_registered_and_under_the_size_budget():
 
 def test_checkpoint_round_trip_rebuilds_the_cnn_from_the_embedded_config(tmp_path):
     torch.manual_seed(0)
-    model = MicKey(_small_cnn())
+    model = MicKey(small_demo_cnn())
     image = torch.rand(1, 3, 98, 112, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         model.train().extract(torch.rand(2, 3, 98, 112))  # non-trivial BN statistics
@@ -91,7 +83,7 @@ def test_checkpoint_round_trip_rebuilds_the_cnn_from_the_embedded_config(tmp_pat
 
 
 def test_strict_load_lists_missing_and_unexpected_encoder_keys(tmp_path):
-    model = MicKey(_small_cnn())
+    model = MicKey(small_demo_cnn())
     path = save_checkpoint(tmp_path / "cnn.ckpt", model)
     ckpt = torch.load(path, weights_only=True)
     ckpt["state_dict"].pop(PREFIX + "context.weight")
