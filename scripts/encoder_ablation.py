@@ -10,7 +10,9 @@ the demo rig, with one of these changes, then measures the held-out depth and po
     --encoder pyramid    resize 14 px cells to 16 px, then a stride-2 pyramid (1/2 .. 1/16) with
                          a space-to-depth skip from 1/8: finer features for far walls
     --dense-depth W      + W x a per-pixel log-depth loss from a 1 x 1 conv of the encoder's
-                         cells to 14 x 14 sub-pixels (training only: 196 labels per cell, not 1)
+                         cells to 14 x 14 sub-pixels (``supervision.dense_depth_weight``,
+                         train/dense_depth.py; session 4's row used a randomly initialised
+                         readout, the head now starts at zero)
 
 Example::
 
@@ -88,22 +90,6 @@ class PyramidEncoder(nn.Module):
         return x + self.context(x.mean(dim=(2, 3), keepdim=True))
 
 
-class DenseDepth(nn.Module):
-    """Per-pixel log depth from the encoder's cells: 1 x 1 conv to 14 x 14 sub-pixels."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.to_pixels = nn.Conv2d(channels, PATCH * PATCH, 1)
-
-    def loss(self, cells: Tensor, depth_gt: Tensor) -> Tensor:
-        """Mean ``|log z - log z_gt|`` over the pixels of the cropped image with a known depth."""
-        log_z = F.pixel_shuffle(self.to_pixels(cells), PATCH)[:, 0]
-        gt = depth_gt[:, : log_z.shape[1], : log_z.shape[2]]
-        known = (gt > 0) & (gt < 100.0)
-        err = (log_z - gt.clamp(min=1e-3).log()).abs()
-        return (err * known).sum() / known.sum().clamp(min=1)
-
-
 @torch.no_grad()
 def measure(module: MicKeyTrainingModule, heldout: Path, size_wh: tuple[int, int]) -> dict:
     """Held-out depth (pooled, per image, slope, per range) and pose with the inference solver."""
@@ -131,16 +117,13 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     cfg = load_train_config(CONFIG)
     cfg = replace(cfg, max_steps=args.steps,
-                  supervision=replace(cfg.supervision, pose_from_step=10**9))
+                  supervision=replace(cfg.supervision, pose_from_step=10**9,
+                                      dense_depth_weight=args.dense_depth))
     model_cfg = get_model_config("mickey_demo_cnn")
     model = MicKey(replace(model_cfg, backbone=replace(model_cfg.backbone, trainable=True)))
     if args.encoder == "pyramid":
         model.extractor.conv_encoder = PyramidEncoder()
     module = MicKeyTrainingModule(cfg, model).train()
-    dense, cells = None, []
-    if args.dense_depth > 0:
-        dense = module.dense_depth = DenseDepth(model_cfg.backbone.embed_dim)
-        model.backbone.register_forward_hook(lambda mod, inp, out: cells.append(out))
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.optim.lr, eps=cfg.optim.adam_eps)
     data = SyntheticPairs(cfg.data, 0, 0, args.pairs)
@@ -155,11 +138,7 @@ def train(args: argparse.Namespace) -> dict:
             for group in opt.param_groups:
                 group["lr"] = cfg.learning_rate(step)
             t0 = time.perf_counter()
-            cells.clear()
             total, _ = module.compute_losses(batch, step)
-            if dense is not None:  # the encoder ran on image0, then image1
-                total = total + args.dense_depth * 0.5 * (dense.loss(cells[0], batch["depth0"])
-                                                          + dense.loss(cells[1], batch["depth1"]))
             opt.zero_grad()
             total.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip_norm)

@@ -66,6 +66,9 @@ class SupervisionConfig:
     depth_weight: float = 0.0  # ours: |log z_pred - log z_gt| at keypoints (GT depth needed)
     correspondence_weight: float = 0.0  # ours: NLL of the GT query cell under the dual softmax
     matched_depth_weight: float = 0.0  # ours: |log-depth error ref - query| at GT matches
+    # ours: |log z - log z_gt| at every pixel, read off the backbone by a training-only head
+    # (train/dense_depth.py); needs GT depth maps
+    dense_depth_weight: float = 0.0
     pose_weight: float = 1.0  # ours: weight of the paper's objective (REINFORCE + direct term)
     pose_from_step: int = 0  # ours: first step that runs the (expensive) pose objective
     supervision_until_step: int = -1  # ours: last step with the supervision terms (-1 = always)

@@ -3,7 +3,9 @@
 The module holds the network's ``compute_matches`` submodule under that attribute name, so its
 Lightning checkpoints carry the official key names (``compute_matches.extractor.*``); on save it
 adds ``checkpoint["mickey_ros"]`` (model config) and strips a frozen DINOv2, like the official
-code, so :func:`mickey_ros.model.checkpoint.load_checkpoint` reads them.
+code, so :func:`mickey_ros.model.checkpoint.load_checkpoint` reads them. Training-only heads
+(``dense_depth``) are kept under ``checkpoint["mickey_ros"]["training_heads"]``, out of the
+state dict, for the same reason.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mickey_ros.model.config import MickeyConfig, get_model_config
 from mickey_ros.model.matching import correspondence_probabilities
 from mickey_ros.model.mickey import MicKey
 from mickey_ros.train.config import TrainConfig, ValidationConfig
+from mickey_ros.train.dense_depth import DenseDepthHead
 from mickey_ros.train.hypotheses import generate_hypotheses
 from mickey_ros.train.loss import (
     correspondence_supervision,
@@ -52,6 +55,8 @@ CHECKPOINT_FORMAT = 1
 # parameters that no forward uses (DINOv2's iBOT mask token): kept for strict loading, never
 # trained, so that DDP does not wait for their gradient and Adam does not hold them
 NEVER_USED_PARAMETERS = ("mask_token",)
+# state-dict prefixes of heads only training runs (not part of MicKey's checkpoint key list)
+TRAINING_HEADS = ("dense_depth.",)
 
 
 def phases_leave_parameters_unused(config: TrainConfig) -> bool:
@@ -68,7 +73,8 @@ def phases_leave_parameters_unused(config: TrainConfig) -> bool:
     True
     """
     sup = config.supervision
-    return sup.pose_weight <= 0 or sup.pose_from_step > 0
+    dense_head_stops = sup.dense_depth_weight > 0 and sup.supervision_until_step >= 0
+    return sup.pose_weight <= 0 or sup.pose_from_step > 0 or dense_head_stops
 
 
 def draw_generator(seed: int, rank: int, step: int, device: torch.device | str = "cpu"
@@ -133,6 +139,10 @@ class MicKeyTrainingModule(L.LightningModule):
             if name.rsplit(".", 1)[-1] in NEVER_USED_PARAMETERS:
                 param.requires_grad_(False)
         self.register_buffer("virtual_points", virtual_points(torch.float32), persistent=False)
+        self.dense_depth = (
+            DenseDepthHead(self.model_config.backbone.embed_dim,
+                           self.model_config.backbone.patch_size)
+            if config.supervision.dense_depth_weight > 0 else None)
         v = config.validation
         self.solver_config = SolverConfig(
             it_matches=v.num_draws, it_ransac=v.num_hypotheses, num_samples=v.num_samples
@@ -156,11 +166,14 @@ class MicKeyTrainingModule(L.LightningModule):
     # ----------------------------------------------------------------------------- forward
 
     def forward_pair(self, batch: dict[str, Tensor]) -> dict[str, Any]:
-        """Features, match matrices and 3D keypoints of both images of a batch."""
+        """Backbone cells, features, match matrices and 3D keypoints of both images of a batch."""
         net = self.net
-        f0, f1 = net.extract(batch["image0"]), net.extract(batch["image1"])
+        cells0, cells1 = net.encode(batch["image0"]), net.encode(batch["image1"])
+        f0, f1 = net.decode(cells0), net.decode(cells1)
         match_probs = net.matcher(f0.descriptors, f1.descriptors)
         return {
+            "cells0": cells0,
+            "cells1": cells1,
             "f0": f0,
             "f1": f1,
             "match_probs": match_probs,
@@ -206,7 +219,8 @@ class MicKeyTrainingModule(L.LightningModule):
     def supervision_terms(
         self, out: dict[str, Any], batch: dict[str, Tensor]
     ) -> dict[str, Tensor]:
-        """Optional GT-depth terms (depth, correspondence, matched depth), unweighted."""
+        """Optional GT-depth terms (depth, dense depth, correspondence, matched depth),
+        unweighted."""
         f0, f1 = out["f0"], out["f1"]
         terms = {}
         sup = self.config.supervision
@@ -216,6 +230,10 @@ class MicKeyTrainingModule(L.LightningModule):
         if sup.depth_weight > 0:
             terms["depth"] = 0.5 * (depth_supervision(f0.depth, z0_gt, sup.max_depth_m)
                                     + depth_supervision(f1.depth, z1_gt, sup.max_depth_m))
+        if self.dense_depth is not None:
+            terms["dense_depth"] = 0.5 * (
+                self.dense_depth.loss(out["cells0"], batch["depth0"], sup.max_depth_m)
+                + self.dense_depth.loss(out["cells1"], batch["depth1"], sup.max_depth_m))
         if sup.correspondence_weight > 0 or sup.matched_depth_weight > 0:
             target, valid = gt_matches(
                 f0.kpts.detach(), batch["depth0"], batch["depth1"], batch["K0"], batch["K1"],
@@ -246,6 +264,7 @@ class MicKeyTrainingModule(L.LightningModule):
         if supervised and "depth0" in batch:
             terms = self.supervision_terms(out, batch)
             for name, weight in (("depth", sup.depth_weight),
+                                 ("dense_depth", sup.dense_depth_weight),
                                  ("correspondence", sup.correspondence_weight),
                                  ("matched_depth", sup.matched_depth_weight)):
                 if name in terms:
@@ -342,9 +361,12 @@ class MicKeyTrainingModule(L.LightningModule):
             "train_config": config_to_dict(self.config),
             "skipped_steps": self.skipped_steps,
         }
+        state = checkpoint["state_dict"]
+        heads = {k: state.pop(k) for k in [k for k in state if k.startswith(TRAINING_HEADS)]}
+        if heads:
+            checkpoint["mickey_ros"]["training_heads"] = heads
         backbone = self.model_config.backbone
         if not backbone.trainable and backbone.arch != "custom":  # official: hub DINOv2 not saved
-            state = checkpoint["state_dict"]
             for key in [k for k in state if "dinov2" in k]:
                 del state[key]
 
@@ -362,8 +384,10 @@ class MicKeyTrainingModule(L.LightningModule):
                 group["params"] = [i for i, n in zip(group["params"], before) if n in kept]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Put the stripped frozen backbone back so the strict resume succeeds."""
+        """Put the stripped frozen backbone and training-only heads back so the strict resume
+        succeeds."""
         state = checkpoint["state_dict"]
+        state.update(checkpoint.get("mickey_ros", {}).get("training_heads", {}))
         for key, value in self.state_dict().items():  # re-insert the stripped frozen backbone
             if "dinov2" in key and key not in state:
                 state[key] = value

@@ -14,6 +14,7 @@ from mickey_ros.train.config import (
     CurriculumConfig,
     OptimConfig,
     SupervisionConfig,
+    TrainConfig,
     ValidationConfig,
     load_train_config,
 )
@@ -65,6 +66,29 @@ class TestComputeLosses:
                     + 2.0 * logs["train/matched_depth"])
         assert total.item() == pytest.approx(expected.item(), rel=1e-5)
         assert logs["train/gt_match_fraction"].item() > 0.5  # a plane seen by both views
+
+    def test_dense_depth_term_when_weighted(self, batch, tiny_config):
+        sup = SupervisionConfig(depth_weight=1.0, dense_depth_weight=3.0, pose_from_step=5)
+        module = MicKeyTrainingModule(tiny_config(supervision=sup))
+        total, logs = module.compute_losses(batch, step=0)
+        # the head starts at log depth 1 everywhere, the plane is at 2 m
+        assert logs["train/dense_depth"].item() == pytest.approx(1.0 - math.log(2.0), abs=1e-6)
+        expected = logs["train/depth"] + 3.0 * logs["train/dense_depth"]
+        assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+        assert MicKeyTrainingModule(tiny_config()).dense_depth is None  # weight 0: no head
+
+    def test_dense_depth_reaches_the_backbone_once_the_head_reads_it(self, batch, tiny_config):
+        sup = SupervisionConfig(dense_depth_weight=1.0, pose_from_step=10**9)
+        torch.manual_seed(0)
+        cfg = tiny_config(supervision=sup, freeze_backbone=False)
+        module = MicKeyTrainingModule(cfg, _build_model(cfg, None, None))
+        backbone = [p for p in module.net.backbone.parameters() if p.requires_grad]
+        module.compute_losses(batch, step=0)[0].backward()
+        assert all(p.grad is None or not p.grad.any() for p in backbone)  # zero readout at first
+        torch.nn.init.normal_(module.dense_depth.to_pixels.weight, std=0.1)
+        module.zero_grad(set_to_none=True)
+        module.compute_losses(batch, step=0)[0].backward()
+        assert sum(p.grad.abs().sum().item() for p in backbone if p.grad is not None) > 0
 
     def test_curriculum_keeps_k_pairs(self, make_batch, tiny_config):
         module = MicKeyTrainingModule(tiny_config(curriculum=CurriculumConfig(topk_init=50.0)))
@@ -188,6 +212,25 @@ class TestResume:
 
 
 class TestCheckpoint:
+    def test_training_only_head_is_kept_beside_the_state_dict(
+        self, tmp_path, make_batch, make_pair_dict, tiny_config
+    ):
+        """The dense-depth head resumes exactly, and the MicKey checkpoint stays strict."""
+        dense = {"supervision": SupervisionConfig(depth_weight=1.0, dense_depth_weight=2.0)}
+        fixtures = (make_pair_dict, tiny_config)
+        straight = _fit(tmp_path / "a", fixtures, max_steps=3, config=dense)
+        raw = torch.load(tmp_path / "a" / "step-step=2.ckpt", map_location="cpu",
+                         weights_only=False)
+        assert all(k.startswith("compute_matches.") for k in raw["state_dict"])
+        assert sorted(raw["mickey_ros"]["training_heads"]) == [
+            "dense_depth.to_pixels.bias", "dense_depth.to_pixels.weight"]
+        assert raw["mickey_ros"]["training_heads"]["dense_depth.to_pixels.weight"].any()
+        model, _ = load_checkpoint(tmp_path / "a" / "step-step=2.ckpt")
+        assert not any("dense" in k for k in model.state_dict())
+        resumed = _fit(tmp_path / "b", fixtures, max_steps=3, config=dense,
+                       resume=tmp_path / "a" / "step-step=2.ckpt")
+        assert resumed.losses[3] == straight.losses[3]
+
     def test_training_checkpoint_loads_through_load_checkpoint(
         self, tmp_path, make_batch, make_pair_dict, tiny_config
     ):
@@ -241,6 +284,12 @@ class TestDdpParameterUse:
         assert phases_leave_parameters_unused(cfg) == any(unreached.values())
         if sup.pose_weight > 0:  # the paper's objective reaches every trainable parameter
             assert unreached[sup.pose_from_step] == set()
+
+    def test_dense_head_that_stops_with_the_supervision_asks_for_the_search(self):
+        dense_until_10 = SupervisionConfig(dense_depth_weight=1.0, supervision_until_step=10)
+        assert phases_leave_parameters_unused(TrainConfig(supervision=dense_until_10))
+        always = SupervisionConfig(dense_depth_weight=1.0)
+        assert not phases_leave_parameters_unused(TrainConfig(supervision=always))
 
     def test_mask_token_is_never_trained(self, tiny_config):
         module = MicKeyTrainingModule(tiny_config(freeze_backbone=False),
