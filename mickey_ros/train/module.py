@@ -387,7 +387,14 @@ class MicKeyTrainingModule(L.LightningModule):
         """Put the stripped frozen backbone and training-only heads back so the strict resume
         succeeds."""
         state = checkpoint["state_dict"]
-        state.update(checkpoint.get("mickey_ros", {}).get("training_heads", {}))
+        heads = checkpoint.get("mickey_ros", {}).get("training_heads", {})
+        if bool(heads) != (self.dense_depth is not None):
+            raise ValueError(
+                "--resume: the checkpoint was trained "
+                + ("with" if heads else "without") + " supervision.dense_depth_weight and the "
+                "config " + ("sets it to 0" if heads else "sets it") + "; resume with the run's "
+                "own config, or start a new run from its weights with --init")
+        state.update(heads)
         for key, value in self.state_dict().items():  # re-insert the stripped frozen backbone
             if "dinov2" in key and key not in state:
                 state[key] = value

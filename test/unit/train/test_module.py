@@ -231,6 +231,19 @@ class TestCheckpoint:
                        resume=tmp_path / "a" / "step-step=2.ckpt")
         assert resumed.losses[3] == straight.losses[3]
 
+    @pytest.mark.parametrize("saved_dense, resumed_dense", [(True, False), (False, True)])
+    def test_resume_with_and_without_the_dense_head_is_refused(
+        self, tmp_path, make_pair_dict, tiny_config, saved_dense, resumed_dense
+    ):
+        def config(dense: bool) -> dict:
+            return {"supervision": SupervisionConfig(depth_weight=1.0,
+                                                     dense_depth_weight=2.0 if dense else 0.0)}
+        fixtures = (make_pair_dict, tiny_config)
+        _fit(tmp_path / "a", fixtures, max_steps=2, config=config(saved_dense))
+        with pytest.raises(ValueError, match="dense_depth_weight.*--init"):
+            _fit(tmp_path / "b", fixtures, max_steps=3, config=config(resumed_dense),
+                 resume=tmp_path / "a" / "step-step=2.ckpt")
+
     def test_training_checkpoint_loads_through_load_checkpoint(
         self, tmp_path, make_batch, make_pair_dict, tiny_config
     ):
