@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mickey_ros.train.loss import supervised_depth
+
 # a typical indoor depth (e ~ 2.7 m): the starting prediction of every pixel
 INITIAL_LOG_DEPTH = 1.0
 
@@ -60,6 +62,6 @@ class DenseDepthHead(nn.Module):
             raise ValueError(f"depth map {tuple(depth_gt.shape[-2:])} (H, W) is smaller than the "
                              f"{tuple(log_z.shape[-2:])} px the cells cover: pass the depth map "
                              "of the image the backbone saw")
-        known = (gt > 0) & (gt < max_depth_m)
+        known = supervised_depth(gt, max_depth_m)
         err = (log_z - gt.clamp(min=1e-3).log()).abs()
         return (err * known).sum() / known.sum().clamp(min=1)

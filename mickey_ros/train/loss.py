@@ -240,6 +240,12 @@ def log_depth_error(depth: Tensor, depth_gt: Tensor, min_depth_m: float = 0.05) 
     return torch.log(depth.clamp(min=min_depth_m)) - torch.log(depth_gt.clamp(min=min_depth_m))
 
 
+def supervised_depth(depth_gt: Tensor, max_depth_m: float) -> Tensor:
+    """Where a GT depth supervises: known (> 0; 0 = unknown) and nearer than ``max_depth_m``
+    (far background such as sky is left out). Bool, the shape of ``depth_gt``."""
+    return (depth_gt > 0) & (depth_gt < max_depth_m)
+
+
 def depth_supervision(
     depth_pred: Tensor, depth_gt: Tensor, max_depth_m: float = 100.0, min_depth_m: float = 0.05
 ) -> Tensor:
@@ -259,7 +265,7 @@ def depth_supervision(
     Returns:
         () loss, 0 when no keypoint has a GT depth.
     """
-    valid = (depth_gt > 0) & (depth_gt < max_depth_m)
+    valid = supervised_depth(depth_gt, max_depth_m)
     err = (log_depth_error(depth_pred, depth_gt, min_depth_m).abs()
            + (min_depth_m - depth_pred).clamp(min=0.0))
     return (err * valid).sum() / valid.sum().clamp(min=1)
@@ -339,8 +345,7 @@ def matched_depth_supervision(
     """
     gt_matched = torch.gather(gt_query, 1, target)
     err_query = torch.gather(log_depth_error(depth_query, gt_query, min_depth_m), 1, target)
-    keep = valid & (gt_ref > 0) & (gt_ref < max_depth_m)
-    keep &= (gt_matched > 0) & (gt_matched < max_depth_m)
+    keep = valid & supervised_depth(gt_ref, max_depth_m) & supervised_depth(gt_matched, max_depth_m)
     diff = (log_depth_error(depth_ref, gt_ref, min_depth_m) - err_query).abs()
     return (diff * keep).sum() / keep.sum().clamp(min=1)
 
