@@ -1,12 +1,14 @@
-r"""CPU speed and parity of the estimator backends (issue 16): interleaved and re-runnable.
+r"""CPU speed and parity of the estimator backends (issues 16, 30): interleaved and re-runnable.
 
-Builds the torch estimator (random weights in the official layout, seed 0), exports it once to
-ONNX (fp32, dynamic sizes) and a copy with dynamically quantised linear layers, then for each
-size runs, backend after backend inside each iteration (so machine load hits all alike):
+Builds the torch estimator (random weights in the official layout, seed 0) in fp32 and with
+``precision auto`` (bf16 backbone + heads where the CPU has bf16 units; the same weights), exports
+it once to ONNX (fp32, dynamic sizes) and a copy with dynamically quantised linear layers, then
+for each size runs, backend after backend inside each iteration (so machine load hits all alike):
 a full pair pass (``estimate_pair``) and a live frame with the keyframe cached. It reports the
 median ms per stage, the speed-ups the issue asks for, the relative error of every network output
-against torch and the pose difference per backend (same seed). Memory per backend needs one
-process each: ``mickey-ros bench --backend ...`` reports its peak RSS.
+against torch and the pose difference per backend (same seed), with the threads (one) and the
+1-minute load average of every iteration. Memory per backend needs one process each:
+``mickey-ros bench --backend ...`` reports its peak RSS.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python scripts/bench_backends_cpu.py \\
         --model mickey_vitl14 --sizes 378x252,720x540 --iterations 1 --warmup 1 \\
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mickey_ros.estimator import runtime
 from mickey_ros.estimator.bench import BenchConfig, _median_timings, _test_images, build_estimator
 from mickey_ros.estimator.export import export_onnx, quantize_linear_layers, relative_errors
 from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
@@ -42,7 +46,8 @@ def _pose_difference(a, b) -> dict[str, float]:
 
 
 def _estimators(model: str, workdir: Path) -> tuple[dict[str, RelativePoseEstimator], dict]:
-    torch_est = build_estimator(BenchConfig(model=model))
+    torch_est = build_estimator(BenchConfig(model=model, threads=1))
+    auto_est = build_estimator(BenchConfig(model=model, threads=1, precision="auto"))
     fp32, int8 = workdir / f"{model}.onnx", workdir / f"{model}-int8linear.onnx"
     times = {}
     if not fp32.is_file():
@@ -52,17 +57,19 @@ def _estimators(model: str, workdir: Path) -> tuple[dict[str, RelativePoseEstima
         t0 = time.perf_counter()
         quantize_linear_layers(fp32, int8)
         times["quantize_s"] = time.perf_counter() - t0
-    ests = {"torch": torch_est}
+    ests = {"torch": torch_est, f"torch-auto-{auto_est.config.precision}": auto_est}
     for name, path in (("onnxruntime", fp32), ("onnxruntime-int8linear", int8)):
-        ests[name] = RelativePoseEstimator.from_onnx(path, EstimatorConfig(backend="onnxruntime"))
+        ests[name] = RelativePoseEstimator.from_onnx(
+            path, EstimatorConfig(backend="onnxruntime", threads=1))
     return ests, times
 
 
 def _run_size(ests: dict, size_wh: tuple[int, int], iterations: int, warmup: int) -> dict:
     ref, query, K = _test_images(size_wh)
     runs = {name: {"pair": [], "cached": []} for name in ests}
-    poses, feats = {}, {}
+    poses, feats, load = {}, {}, []
     for i in range(warmup + iterations):
+        load.append(os.getloadavg()[0])
         for name, est in ests.items():  # interleaved: one of each per iteration
             pose = est.estimate_pair(ref, K, query, K)
             poses[name] = pose
@@ -79,6 +86,7 @@ def _run_size(ests: dict, size_wh: tuple[int, int], iterations: int, warmup: int
     med = {n: {m: _median_timings(r) for m, r in modes.items()} for n, modes in runs.items()}
     torch_pair = med["torch"]["pair"]["total"]
     return {
+        "load_avg_1min_per_iteration": load + [os.getloadavg()[0]],
         "median_ms": med,
         "total_ms_per_run": {n: {m: [r["total"] for r in rs] for m, rs in modes.items()}
                              for n, modes in runs.items()},
@@ -105,7 +113,9 @@ def main() -> None:
     torch.set_num_threads(1)
     args.workdir.mkdir(parents=True, exist_ok=True)
     ests, build = _estimators(args.model, args.workdir)
-    report = {"model": args.model, "threads": 1, "iterations": args.iterations,
+    units = sorted(runtime.cpu_flags() & set(runtime.BF16_CPU_FLAGS))
+    report = {"model": args.model, "threads": 1, "cpu_bf16_flags": units,
+              "iterations": args.iterations,
               "warmup": args.warmup, "torch": torch.__version__, "build": build,
               "sizes": {}}
     for size in args.sizes.split(","):

@@ -11,8 +11,7 @@ the demo rig, with one of these changes, then measures the held-out depth and po
                          a space-to-depth skip from 1/8: finer features for far walls
     --dense-depth W      + W x a per-pixel log-depth loss from a 1 x 1 conv of the encoder's
                          cells to 14 x 14 sub-pixels (``supervision.dense_depth_weight``,
-                         train/dense_depth.py; session 4's row used a randomly initialised
-                         readout, the head now starts at zero)
+                         train/dense_depth.py; the head starts at zero)
 
 Example::
 

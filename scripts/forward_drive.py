@@ -7,7 +7,7 @@ the estimated forward motion (``z`` of the pose in the keyframe camera) of the l
 the last frame the quality gate published, with the ground truth of the same replay
 (``frames.csv`` and ``poses.gt.txt``).
 
-Example (docs/training.md, issue 13's target: within 20 % at 2.5 m)::
+Example (docs/demo_model.md; the target: within 20 % at 2.5 m)::
 
     python scripts/forward_drive.py --forward 2.5 --workdir /tmp/forward_drive
 """

@@ -65,7 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "train" / "demo_cnn.yaml"
 HELDOUT_SEED = 2000  # training uses seed 0, in-training validation 1000
 # held-out set -> (folder, PairSamplingConfig.long_view_fraction). The benchmark ignores the
-# training config's long views, so it stays the set every session was measured on; the long
+# training config's long views, so it stays the set every demo model was measured on; the long
 # views (a robot looking down a room, far walls at 5-11 m) measure the far depth the demo needs.
 HELDOUT_SETS = {"heldout": ("heldout_pairs", 0.0), "long_views": ("heldout_long_views", 1.0)}
 VCRE_SCALED_PX = 30.0  # 90 px at Map-free's 720 px height, scaled to our 240 px

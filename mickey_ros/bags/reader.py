@@ -25,6 +25,10 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import TypesysError, get_types_from_msg
 
 MAX_EXAMPLES = 5
+# The first bytes of each file kind AnyReader opens (MCAP spec, SQLite file format, ROS 1 bag).
+MAGIC = {"MCAP": b"\x89MCAP", "sqlite3": b"SQLite format 3\x00", "ROS 1 bag": b"#ROSBAG V"}
+SUFFIX_KIND = {".mcap": "MCAP", ".db3": "sqlite3", ".bag": "ROS 1 bag"}
+KIND_NAME = {"MCAP": "an MCAP file", "sqlite3": "a sqlite3 database", "ROS 1 bag": "a ROS 1 bag"}
 
 
 def _corruption_errors() -> tuple[type[BaseException], ...]:
@@ -115,11 +119,65 @@ def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
+def _check_file_kind(path: Path) -> None:
+    """Refuse a file that is no recording (a text file named ``.mcap``) before rosbags sees it.
+
+    rosbags opens an unknown file as an empty bag; only the first bytes tell what it is.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(16)
+    kind = next((k for k, magic in MAGIC.items() if head.startswith(magic)), None)
+    expected = SUFFIX_KIND.get(path.suffix.lower())
+    if kind is not None and kind == (expected or kind):
+        return
+    wanted = KIND_NAME.get(expected or "", "a rosbag2 recording")
+    if not head:
+        found = f"empty, not {wanted}"
+    elif kind:
+        found = f"{KIND_NAME[kind]}, not {wanted}"
+    else:
+        found = f"not {wanted} (it starts with {head[:8]!r})"
+    raise BagError(f"{path} is {found}; pass a rosbag2 recording: a bag directory (with "
+                   "metadata.yaml) or the .mcap file `ros2 bag record -s mcap` wrote")
+
+
+def _check_metadata(path: Path) -> None:
+    """Refuse a rosbag2 directory whose metadata.yaml does not parse, naming the fix."""
+    import yaml
+
+    metadata = path / "metadata.yaml"
+    try:
+        info = yaml.safe_load(metadata.read_text(encoding="utf-8"))
+        problem = ("" if isinstance(info, dict) and "rosbag2_bagfile_information" in info
+                   else "has no rosbag2_bagfile_information section")
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = f"is not valid YAML ({getattr(err, 'problem', None) or err}{where})"
+    if problem:
+        mcaps = sorted(p.name for p in path.glob("*.mcap"))
+        also = f", or pass the file {path / mcaps[0]} itself" if len(mcaps) == 1 else ""
+        raise BagError(
+            f"{metadata} {problem}; rebuild it from the recorded files with `ros2 bag reindex "
+            f"{path}` (add `-s mcap` for MCAP storage){also}"
+        )
+
+
 def _bag_path(path: Path) -> Path:
-    """A directory without metadata.yaml but with one .mcap inside is read as that file."""
-    if path.is_dir() and not (path / "metadata.yaml").exists():
+    """A directory without metadata.yaml but with one .mcap inside is read as that file.
+
+    Raises:
+        BagError: a file that is no recording, a broken metadata.yaml, or a directory without
+            metadata.yaml and not exactly one .mcap file.
+    """
+    if path.is_file():
+        _check_file_kind(path)
+    elif (path / "metadata.yaml").is_file():
+        _check_metadata(path)
+    elif path.is_dir():
         files = sorted(path.glob("*.mcap"))
         if len(files) == 1:
+            _check_file_kind(files[0])
             return files[0]
         raise BagError(
             f"{path} has no metadata.yaml; run `ros2 bag reindex {path}` or pass the .mcap file"
@@ -237,10 +295,10 @@ class BagReader:
         mcap_file = _mcap_file(path)
         reason = _error_text(err)
         if mcap_file is None:
-            raise BagError(
-                f"cannot read bag {self.path}: {reason}. For a damaged sqlite3 bag try "
-                "`sqlite3 FILE.db3 '.recover' | sqlite3 fixed.db3`, then `ros2 bag reindex`"
-            ) from None
+            sqlite = path.suffix == ".db3" or any(path.glob("*.db3"))
+            hint = (". For a damaged sqlite3 bag try `sqlite3 FILE.db3 '.recover' | sqlite3 "
+                    "fixed.db3`, then `ros2 bag reindex`" if sqlite else "")
+            raise BagError(f"cannot read bag {self.path}: {reason}{hint}") from None
         try:
             self._stream = _McapStream(mcap_file, self.default_typestore)
         except ImportError:

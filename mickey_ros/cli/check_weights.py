@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError, add_size_argument
+from mickey_ros.cli.main import UserError, add_size_argument, print_note
+from mickey_ros.cli.options import add_model_config_argument
 
 CHECK_SIZE_WH = (280, 210)  # small (fast on a CPU) but above MicKey's 98 px minimum, 4:3
 
@@ -26,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="mickey.ckpt (official), one of ours, or 'demo'")
     parser.add_argument("--dinov2-weights", type=Path,
                         help="dinov2_vitl14_pretrain.pth (needed by the official mickey.ckpt)")
-    parser.add_argument("--model-config", help="architecture (default: the one the checkpoint "
-                        "names, else mickey_vitl14, the official model)")
+    add_model_config_argument(parser, "architecture (default: the one the checkpoint names, "
+                              "else mickey_vitl14, the official model)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     add_size_argument(parser, "input of the test pass (default %(default)s as WxH)",
                       default=CHECK_SIZE_WH)
@@ -35,20 +37,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from mickey_ros.estimator.relative_pose import DEMO_CHECKPOINT
-    from mickey_ros.model.checkpoint import CheckpointError, load_checkpoint
+    from mickey_ros.model.checkpoint import (
+        CheckpointError,
+        UnusedWeightsWarning,
+        load_checkpoint,
+    )
     from mickey_ros.model.config import get_model_config
 
-    path = DEMO_CHECKPOINT if args.checkpoint == "demo" else Path(args.checkpoint)
     config = get_model_config(args.model_config) if args.model_config else None
     try:
-        model, config = load_checkpoint(path, args.dinov2_weights, model_config=config,
-                                        map_location=args.device)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model, config = load_checkpoint(args.checkpoint, args.dinov2_weights,
+                                            model_config=config, map_location=args.device)
     except CheckpointError as err:  # first line says what and what to do; then each problem
         lines = str(err).splitlines()
         more = f"; first of {len(lines) - 1} problem(s): {lines[1].strip()}" if lines[1:] else ""
         raise UserError(f"{lines[0].rstrip(':')}{more} (--debug lists them all)") from err
-    return path, model, config
+    for warning in caught:
+        print_note(str(warning.message))
+    unused = any(issubclass(w.category, UnusedWeightsWarning) for w in caught)
+    return model, config, args.dinov2_weights if not unused else None
 
 
 def check_forward(model, size_wh: tuple[int, int], device: str) -> dict[str, int]:
@@ -82,12 +91,12 @@ def run(args: argparse.Namespace) -> int:
     from mickey_ros.estimator.relative_pose import model_label
 
     start = time.perf_counter()
-    path, model, config = _load(args)
+    model, config, dinov2 = _load(args)
     params = sum(p.numel() for p in model.parameters())
     load_s = time.perf_counter() - start
     start = time.perf_counter()
     out = check_forward(model, args.size, args.device)
-    files = model_label(path) + (f" + {args.dinov2_weights.name}" if args.dinov2_weights else "")
+    files = model_label(args.checkpoint) + (f" + {dinov2.name}" if dinov2 else "")
     print(f"ok: {files} load strictly into {config.name} ({params / 1e6:.1f} M parameters, "
           f"{load_s:.1f} s); a forward pass at {args.size[0]}x{args.size[1]} gives finite "
           f"keypoints, depth, scores and matches ({out['keypoints']} keypoints per image, "

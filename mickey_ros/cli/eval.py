@@ -11,18 +11,28 @@ Each is a thin wrapper over ``mickey_ros.eval.{mapfree,score,pairs}``; see docs/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError, add_model_arguments, check_working_size
+from mickey_ros.cli.main import add_model_arguments, check_working_size
+from mickey_ros.cli.options import (
+    add_backend_arguments,
+    add_progress_argument,
+    backend_options,
+    check_outputs,
+    int_at_least,
+)
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
+    add_backend_arguments(parser, speed_flags=False)
+    add_progress_argument(parser)
     parser.add_argument(
         "--seeds",
-        type=int,
+        type=int_at_least(1),
         default=1,
         help="run K seeds (seed .. seed+K-1) and report mean and std",
     )
@@ -41,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     mapfree = sub.add_parser("mapfree", help="run a split and write submission.zip (+ scores)")
     mapfree.add_argument("--data", type=Path, required=True, help="folder with train/ val/ test/")
     mapfree.add_argument("--split", default="val", help="val (scored here) or test (server)")
-    mapfree.add_argument("--batch-size", type=int, default=8, help="query frames per batch")
+    mapfree.add_argument("--batch-size", type=int_at_least(1), default=8,
+                         help="query frames per batch")
     mapfree.add_argument("--scenes", help="comma-separated scene ids (default: all)")
     mapfree.add_argument(
         "--skip-invalid",
@@ -67,10 +78,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _model_settings(args: argparse.Namespace):
     from mickey_ros.eval.common import ModelSettings
 
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    carried = {f.name for f in dataclasses.fields(ModelSettings)}
     if args.size:
         check_working_size(args.size)
+    check_outputs({"--out": args.out}, directories=("--out",))
     return ModelSettings(
         checkpoint=str(args.checkpoint) if args.checkpoint else None,
         dinov2_weights=str(args.dinov2_weights) if args.dinov2_weights else None,
@@ -78,6 +89,8 @@ def _model_settings(args: argparse.Namespace):
         precision=args.precision,
         resize=tuple(args.size) if args.size else None,
         seed=args.seed,
+        # the backend flags ModelSettings carries into its EstimatorConfig
+        **{k: v for k, v in backend_options(args).items() if k in carried},
     )
 
 
@@ -95,7 +108,8 @@ def _run_mapfree(args: argparse.Namespace) -> None:
         scenes=_scenes(args.scenes),
         write_invalid=not args.skip_invalid,
     )
-    result = mapfree.evaluate(cfg, args.data, args.out, args.seeds)
+    result = mapfree.evaluate(cfg, args.data, args.out, args.seeds,
+                              progress=not args.no_progress)
     _print({"model": cfg.model.label,
             **(result["summary"] or result["per_seed"] or {"submissions": result["submissions"]})})
 
@@ -103,6 +117,7 @@ def _run_mapfree(args: argparse.Namespace) -> None:
 def _run_score(args: argparse.Namespace) -> None:
     from mickey_ros.eval import score
 
+    check_outputs({"--out": args.out}, directories=("--out",))
     result = score.main(args.submission, args.data, args.split, args.out, _scenes(args.scenes))
     _print({k: v for k, v in result.items() if k != "details"})
 
@@ -111,7 +126,8 @@ def _run_pairs(args: argparse.Namespace) -> None:
     from mickey_ros.eval import pairs
 
     cfg = pairs.PairsEvalConfig(model=_model_settings(args))
-    result = pairs.evaluate(cfg, args.pairs, args.images, args.out, args.seeds)
+    result = pairs.evaluate(cfg, args.pairs, args.images, args.out, args.seeds,
+                            progress=not args.no_progress)
     _print({"model": cfg.model.label, **(result["summary"] or result["per_seed"])})
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mickey_ros.cli.main import add_size_argument
+from mickey_ros.cli.options import add_model_config_argument, check_outputs
 
 DEFAULT_SIZE_WH = (532, 714)  # Map-free's 540x720 cropped to multiples of 14
 
@@ -16,12 +17,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write the network to ONNX (for the onnxruntime/tensorrt backends)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", type=Path,
-                        help="mickey.ckpt or our checkpoint (default: the bundled demo model)")
-    source.add_argument("--model", help="model config for RANDOM weights (tests, benchmarks): "
-                        "mickey_vitl14, mickey_small, mickey_tiny, ...")
+                        help="mickey.ckpt, our checkpoint, or 'demo' (default: the bundled demo "
+                        "model)")
+    add_model_config_argument(source, "model config for RANDOM weights (tests, benchmarks): "
+                              "mickey_vitl14, mickey_small, mickey_tiny, ...")
     parser.add_argument("--dinov2-weights", type=Path,
                         help="dinov2_vitl14_pretrain.pth for official checkpoints")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --model's random weights")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of --model-config's random weights")
     add_size_argument(parser, "example and parity-check input WxH, multiples of 14 "
                       f"(default {DEFAULT_SIZE_WH[0]}x{DEFAULT_SIZE_WH[1]})",
                       default=DEFAULT_SIZE_WH)
@@ -34,43 +37,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """--backend, --onnx-path and the speed-path flags (docs/deployment.md)."""
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
-                        help="network runtime (tensorrt = ONNX Runtime's TensorRT provider)")
-    parser.add_argument("--onnx-path", default="",
-                        help="file from `mickey-ros export` (default: export the model first)")
-    parser.add_argument("--autocast", default="", choices=["", "fp16", "bf16"],
-                        help="torch backend: autocast backbone and heads")
-    parser.add_argument("--compile", action="store_true", help="torch backend: torch.compile")
-    parser.add_argument("--io-binding", action="store_true",
-                        help="ONNX backends: outputs written in place on the device")
-    parser.add_argument("--pin-memory", action="store_true",
-                        help="CUDA: pinned host memory for the live image")
-
-
-def backend_options(args: argparse.Namespace) -> dict:
-    """The ``EstimatorConfig`` fields of :func:`add_backend_arguments`."""
-    from mickey_ros.estimator.backends import SPEED_FIELDS
-
-    return {name: getattr(args, name) for name in SPEED_FIELDS}
-
-
 def _load(args: argparse.Namespace):
     import torch
 
-    from mickey_ros.estimator.relative_pose import DEMO_CHECKPOINT
-    from mickey_ros.model.checkpoint import load_checkpoint
+    from mickey_ros.estimator.relative_pose import model_label
+    from mickey_ros.model.checkpoint import DEMO_NAME, load_checkpoint
     from mickey_ros.model.config import get_model_config
     from mickey_ros.model.mickey import MicKey
 
-    if args.model:
+    if args.model_config:
         torch.manual_seed(args.seed)
-        label = f"{args.model} (random weights, seed {args.seed})"
-        return MicKey(get_model_config(args.model)), label
-    checkpoint = args.checkpoint or DEMO_CHECKPOINT
+        label = f"{args.model_config} (random weights, seed {args.seed})"
+        return MicKey(get_model_config(args.model_config)), label
+    checkpoint = args.checkpoint or DEMO_NAME
     model, _ = load_checkpoint(checkpoint, args.dinov2_weights)
-    return model, Path(checkpoint).name
+    return model, model_label(checkpoint)  # kept in the file's metadata: the demo note too
 
 
 def _errors_line(errors: dict[str, float]) -> str:
@@ -88,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         quantize_linear_layers,
     )
 
+    int8 = args.out.with_name(args.out.stem + "-int8linear.onnx")
+    check_outputs({"--out": args.out, "--quantize-linear": int8 if args.quantize_linear else None})
     model, source = _load(args)
     try:
         result = export_onnx(model, args.out, args.size, dynamic=not args.static, source=source)
@@ -100,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"parity {size}: {_errors_line(errors)} (max |onnx - torch| / max |torch|, "
               f"tolerance {PARITY_TOLERANCE:g})")
     if args.quantize_linear:
-        int8 = quantize_linear_layers(args.out, args.out.with_name(args.out.stem
-                                                                   + "-int8linear.onnx"))
+        int8 = quantize_linear_layers(args.out, int8)
         for size, errors in parity_check(model, int8, [tuple(args.size)]).items():
             print(f"wrote {int8}; error {size}: {_errors_line(errors)} (no tolerance: measure "
                   "the poses before deploying it)")

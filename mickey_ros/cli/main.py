@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-SUBCOMMANDS = ("pose", "bench", "export", "synth", "eval", "replay", "demo", "check-weights")
+from mickey_ros import __version__
+
+SUBCOMMANDS = ("pose", "bench", "export", "synth", "eval", "replay", "demo", "check-weights",
+               "keyframes", "dataset")
 
 
 MAX_SIDE_PX = 8192  # a working size above this is a typo (OpenCV would fail with a traceback)
@@ -63,22 +67,12 @@ def add_size_argument(
 
 def check_device(device: str) -> str:
     """``device`` if torch can use it, else ``UserError`` naming the fix (used by every command)."""
-    import torch
+    from mickey_ros.estimator.relative_pose import check_torch_device  # the estimator's check
 
     try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:1"
-                        ) from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {device} but torch {torch.__version__} sees no CUDA GPU; "
-                            "pass --device cpu, or install the torch build for your GPU")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise UserError(f"--device {device} but torch sees {torch.cuda.device_count()} "
-                            "CUDA GPU(s); pick one of them")
-    elif parsed.type != "cpu":
-        raise UserError(f"--device {device!r} is not supported; use cpu or cuda[:N]")
+        check_torch_device(device, "--device")
+    except ValueError as err:
+        raise UserError(str(err)) from None
     return device
 
 
@@ -124,7 +118,7 @@ def add_model_arguments(
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        help="mickey.ckpt or our checkpoint (default: the bundled demo model)",
+        help="mickey.ckpt, our checkpoint, or 'demo' (default: the bundled demo model)",
     )
     parser.add_argument(
         "--dinov2-weights",
@@ -135,14 +129,23 @@ def add_model_arguments(
     parser.add_argument(
         "--precision",
         default="fp32",
-        choices=["fp32", "fp16", "bf16"],
-        help="backbone precision (official GPU runs used fp16)",
+        choices=["fp32", "fp16", "bf16", "auto"],
+        help="backbone precision (official GPU runs used fp16); auto = bf16 backbone and heads "
+        "where the CPU has bf16 units (docs/deployment.md#precision)",
     )
     add_size_argument(
         parser,
         f"network input size, e.g. 720x540 (default: {size_default}); intrinsics are rescaled",
     )
     parser.add_argument("--seed", type=int, default=0, help="solver seed")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's ``warnings.warn`` lines (e.g. a stretching resize) as ``note:`` lines."""
+    if issubclass(category, UserWarning):
+        print_note(str(message))
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Metric relative pose between a reference keyframe and a live image (MicKey).",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -169,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if getattr(args, "device", None):
-            check_device(args.device)
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if getattr(args, "device", None):
+                check_device(args.device)
+            return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mickey_ros.cli.export import add_backend_arguments, backend_options
 from mickey_ros.cli.main import (
     UserError,
     add_model_arguments,
@@ -17,14 +16,8 @@ from mickey_ros.cli.main import (
     default_working_size,
     print_note,
 )
-from mickey_ros.mapfree.files import (
-    CameraIntrinsics,
-    ParseReport,
-    intrinsics_matrix,
-    read_intrinsics,
-)
-
-ASPECT_TOLERANCE = 0.01  # relative: 1920x1080 vs 1918x1080 is the same camera, 4:3 vs 16:9 not
+from mickey_ros.cli.options import add_backend_arguments, backend_options, check_outputs
+from mickey_ros.mapfree.files import CameraIntrinsics, intrinsics_matrix, lookup_intrinsics
 
 
 class Notes:
@@ -49,10 +42,6 @@ def _parse_k(text: str, flag: str) -> np.ndarray:
     return intrinsics_matrix(fx, fy, cx, cy)
 
 
-def _aspect_differs(a_wh: tuple[int, int], b_wh: tuple[int, int]) -> bool:
-    return abs(a_wh[0] * b_wh[1] / (a_wh[1] * b_wh[0]) - 1) > ASPECT_TOLERANCE
-
-
 def intrinsics_for_image(
     cam: CameraIntrinsics,
     image_wh: tuple[int, int],
@@ -74,42 +63,29 @@ def intrinsics_for_image(
     Raises:
         UserError: the aspect ratio differs (a crop or another camera: scaling cannot be right).
     """
+    from mickey_ros.estimator.relative_pose import aspect_differs
     from mickey_ros.utils.images import scale_intrinsics
 
     stated = (cam.width, cam.height)
     if stated == tuple(image_wh) or min(stated) <= 0:
         return cam.K
-    if _aspect_differs(stated, image_wh):
+    if aspect_differs(stated, image_wh):
+        why = ("width and height swapped: a rotated image? files are read as stored, without "
+               "EXIF rotation" if stated == tuple(image_wh)[::-1] else "a crop or another camera")
         raise UserError(
             f"{where} states {stated[0]}x{stated[1]} but the image is {image_wh[0]}x{image_wh[1]} "
-            "(another aspect ratio: a crop or another camera); fix the line's K and size, or "
-            "pass --ref-K/--query-K"
+            f"(another aspect ratio: {why}); fix the line's K and size, or pass --ref-K/--query-K"
         )
     note(f"{where} is for {stated[0]}x{stated[1]}; K scaled to the image's "
           f"{image_wh[0]}x{image_wh[1]}")
     return scale_intrinsics(cam.K, image_wh[0] / stated[0], image_wh[1] / stated[1])
 
 
-def _lookup_intrinsics(path: Path, image: Path) -> CameraIntrinsics:
-    """Find an image's line in a Map-free intrinsics file by path suffix or file name."""
-    report = ParseReport()
-    table = read_intrinsics(path, report)
-    wanted = image.as_posix()
-    for name, cam in table.items():
-        if wanted.endswith(name) or name.endswith(wanted) or Path(name).name == image.name:
-            return cam
-    hint = f" (skipped lines: {report.summary()})" if report.skipped else ""
-    raise UserError(
-        f"no line for {image} in {path}; it has {sorted(table)[:6]}{hint}. "
-        "Name each image as in the file, or pass --ref-K/--query-K"
-    )
-
-
 def _intrinsics(args: argparse.Namespace, which: str, rgb: np.ndarray, note: Notes) -> np.ndarray:
     text, image = getattr(args, f"{which}_K"), getattr(args, which)
     if text:
         return _parse_k(text, f"--{which}-K")
-    cam = _lookup_intrinsics(args.intrinsics, image)
+    cam = lookup_intrinsics(args.intrinsics, image)
     return intrinsics_for_image(cam, (rgb.shape[1], rgb.shape[0]), f"{args.intrinsics}: {image}",
                                 note)
 
@@ -117,10 +93,11 @@ def _intrinsics(args: argparse.Namespace, which: str, rgb: np.ndarray, note: Not
 def working_size(
     args: argparse.Namespace, ref_rgb: np.ndarray, query_rgb: np.ndarray, note: Notes
 ) -> tuple[int, int] | None:
-    """The network input (W, H), checked for cost and aspect; None keeps each image's size.
+    """The network input (W, H), checked for cost; None keeps each image's size.
 
     ``--size`` if given; else None when both images fit in 720 px, else the query image scaled
     down to a 720 px long side (an 8000x6000 photo would need hours and gigabytes at full size).
+    A size that changes the aspect is noted by the estimator (the same warning as in Python).
     """
     H, W = query_rgb.shape[:2]
     if args.size:
@@ -131,9 +108,6 @@ def working_size(
         size = default_working_size(W, H)
         note(f"network input {size[0]}x{size[1]} (the query scaled to a 720 px long side); "
               "--size WxH sets another")
-    if _aspect_differs(size, (W, H)):
-        note(f"--size {size[0]}x{size[1]} changes the aspect of {args.query} ({W}x{H}): the "
-              f"image is stretched; --size {size[0]}x{round(size[0] * H / W)} keeps it")
     check_working_size(size, warn=note)
     return size
 
@@ -160,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.intrinsics is None and (args.ref_K is None or args.query_K is None):
         raise UserError("give --intrinsics FILE, or both --ref-K and --query-K")
+    check_outputs({"--viz": args.viz})
     note = Notes()
     ref_rgb, query_rgb = load_rgb(args.ref, note), load_rgb(args.query, note)
     K_ref = _intrinsics(args, "ref", ref_rgb, note)
@@ -186,16 +161,20 @@ def run(args: argparse.Namespace) -> int:
 
         save_estimate_figure(ref_rgb, query_rgb, estimate, args.viz, estimator.model_name)
     size = config.resize or (query_rgb.shape[1], query_rgb.shape[0])
+    run_settings = getattr(estimator, "run_settings", None)  # ONNX/TensorRT estimators have none
+    run_note = run_settings.note if run_settings else f"backend {config.backend}"
     if args.json:
         print(json.dumps({**estimate.to_dict(), "model": estimator.model_name,
-                          "network_input_wh": list(size)}))
+                          "network_input_wh": list(size), "runs_with": run_note}))
     else:
-        print(_summary(estimate, estimator.model_name, size, args.viz))
+        print(_summary(estimate, estimator.model_name, size, args.viz, run_note))
     return 0 if estimate.valid else 1
 
 
-def _summary(estimate, model: str, size_wh: tuple[int, int], viz: Path | None) -> str:
-    lines = [f"model            : {model}", f"network input    : {size_wh[0]}x{size_wh[1]} px"]
+def _summary(estimate, model: str, size_wh: tuple[int, int], viz: Path | None,
+             run_note: str) -> str:
+    lines = [f"model            : {model}", f"network input    : {size_wh[0]}x{size_wh[1]} px",
+             f"runs with        : {run_note}"]
     if not estimate.valid:
         return "\n".join([*lines, f"no pose: {estimate.reason}"])
     angle = np.degrees(np.arccos(np.clip((np.trace(estimate.R) - 1) / 2, -1, 1)))

@@ -12,7 +12,16 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from mickey_ros.cli.keyframes import add_library_arguments, localizer_options
 from mickey_ros.cli.main import UserError, add_size_argument, check_device, check_working_size
+from mickey_ros.cli.options import (
+    add_backend_arguments,
+    add_model_config_argument,
+    add_progress_argument,
+    backend_options,
+    check_outputs,
+    int_at_least,
+)
 
 
 def _floats(text: str, flag: str, count: int) -> tuple[float, ...]:
@@ -36,11 +45,12 @@ def _add_input_args(parser: argparse.ArgumentParser) -> None:
     ref.add_argument("--reference-topic", default="", help="keyframe image topic, e.g. "
                      "/reference/image (a new message replaces the keyframe, as in the node)")
     ref.add_argument("--reference-camera-info", default="", help="keyframe CameraInfo topic")
-    ref.add_argument("--reference-frame-index", type=int, default=-1,
-                     help="use the N-th live frame as keyframe for all frames")
+    ref.add_argument("--reference-frame-index", type=int_at_least(-1), default=-1,
+                     help="use the N-th live frame as keyframe for all frames (-1: off)")
     ref.add_argument("--reference-image", default="", help="keyframe image file")
     ref.add_argument("--reference-K", default="",
                      help="fx,fy,cx,cy of --reference-image (default: the live camera's K)")
+    add_library_arguments(ref)  # --keyframes LIB: library mode (mickey_ros.cli.keyframes)
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -50,29 +60,42 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--checkpoint", help="mickey.ckpt, one of ours, or 'demo' (default: the "
                        "params file's model.checkpoint, else the bundled demo model)")
     model.add_argument("--dinov2-weights", help="DINOv2 weight file for official checkpoints")
-    model.add_argument("--model-config", help="RANDOM weights of this model config (e.g. "
-                       "mickey_tiny): tests the pipeline only, poses are meaningless")
+    add_model_config_argument(model, "RANDOM weights of this model config (e.g. mickey_tiny): "
+                              "tests the pipeline only, poses are meaningless")
     model.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    model.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
+    model.add_argument("--precision", choices=["fp32", "fp16", "bf16", "auto"],
+                       help="backbone precision (default: the params file's model.precision, "
+                       "else fp32)")
+    model.add_argument("--seed", type=int_at_least(0),
+                       help="solver seed (default: the params file's model.seed, else 0)")
     add_size_argument(model, "network input size, e.g. 720x540 (default: the params file's "
                       "model.input_width/height, else the image size); K is rescaled")
-    model.add_argument("--tf-mode", choices=["relative", "attach_reference", "map_to_odom", "none"])
+    model.add_argument("--tf-mode", choices=["relative", "attach_reference", "map_to_odom", "none"],
+                       help="which transform is written to /tf (docs/ros.md; default: the params "
+                       "file's output.tf_mode)")
     model.add_argument("--min-confidence", type=float, help="gate: minimum inlier ratio in [0, 1]")
-    model.add_argument("--camera-info-mode", choices=["sync", "latest"])
+    model.add_argument("--camera-info-mode", choices=["sync", "latest"],
+                       help="pair each image with the CameraInfo of its stamp (sync) or the "
+                       "latest one (default: the params file's input.camera_info_mode)")
     model.add_argument("--publish-pose", action="store_true", help="also write ~/pose")
     model.add_argument("--namespace", default="", help="node namespace of the output topics")
-    model.add_argument("--node-name", default="mickey_relocalizer")
+    model.add_argument("--node-name", default="mickey_relocalizer",
+                       help="node name in the output topics and frames (default: %(default)s)")
+    add_backend_arguments(model, from_params=True)
 
 
 def _add_output_args(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", type=Path,
-                     help="output bag (default: <bag>-replay-<model>-<tf_mode>, or the first "
-                     "free <name>-2, -3, ...; --overwrite replaces the default name instead)")
-    out.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"])
+                     help="output bag (default: <bag>-replay-<model>-<tf_mode> beside the input "
+                     "recording, or the first free <name>-2, -3, ...; --overwrite replaces the "
+                     "default name instead)")
+    out.add_argument("--storage", default="sqlite3", choices=["sqlite3", "mcap"],
+                     help="output bag format (default: %(default)s)")
     out.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
-    out.add_argument("--every", type=int, default=1, help="process every N-th frame")
-    out.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = all)")
+    out.add_argument("--every", type=int_at_least(1), default=1, help="process every N-th frame")
+    out.add_argument("--max-frames", type=int_at_least(0), default=0,
+                     help="stop after N frames (0 = all)")
     out.add_argument("--tum", default="", help="TUM trajectory of the published poses")
     out.add_argument("--csv", default="", help="per-frame CSV")
     out.add_argument("--plot", default="", help="PNG report (trajectory, errors, confidence)")
@@ -81,7 +104,7 @@ def _add_output_args(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--world", default="odom", help="fixed frame of the ground-truth TF")
     out.add_argument("--camera-frame", default="",
                      help="camera frame in the TF tree (default: the image header frame_id)")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -113,6 +136,9 @@ def node_params(args: argparse.Namespace):
         model = dataclasses.replace(model, device=args.device or _auto_device())
     if args.precision:
         model = dataclasses.replace(model, precision=args.precision)
+    if args.seed is not None:
+        model = dataclasses.replace(model, seed=args.seed)
+    model = dataclasses.replace(model, **backend_options(args, model.backend))
     if args.size:
         model = dataclasses.replace(model, input_width=args.size[0], input_height=args.size[1])
     if model.input_width and model.input_height:
@@ -143,6 +169,7 @@ def replay_config(args: argparse.Namespace):
         reference_topic=args.reference_topic,
         reference_camera_info_topic=args.reference_camera_info,
         reference_frame_index=args.reference_frame_index, reference_image=args.reference_image,
+        keyframes=args.keyframes, keyframes_options=localizer_options(args),
         reference_intrinsics=_floats(args.reference_K, "--reference-K", 4)
         if args.reference_K else (),
         every=args.every, max_frames=args.max_frames, node=node_params(args),
@@ -163,11 +190,13 @@ def _list_topics(bag: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, print the report; 130 after Ctrl-C (the partial outputs are kept)."""
-    from mickey_ros.replay.run import replay
+    from mickey_ros.replay.run import default_output, replay
 
     if args.list_topics:
         return _list_topics(args.bag)
     cfg = replay_config(args)
+    check_outputs({"--out": args.out or default_output(cfg, args.bag), "--tum": args.tum,
+                   "--csv": args.csv, "--plot": args.plot}, directories=("--out",))
     device = cfg.node.model.device
     if args.params and not args.device:  # from the params file: say the fix in CLI terms
         try:

@@ -1,14 +1,14 @@
 """``mickey-ros synth``: synthetic scenes with exact metric ground truth.
 
-    mickey-ros synth pairs   --out DIR --count N [--size 540x720] [--seed S] [--preset hard]
+    mickey-ros synth pairs   --out DIR --count N [--render-size 540x720] [--seed S] [--preset hard]
                              [--baseline-m MIN MAX] [--rotation-deg MIN MAX] [--max-rotation-deg D]
                              [--overlap MIN MAX] [--min-overlap X] [--scene room|courtyard|mixed]
                              [--no-previews]
     mickey-ros synth mapfree --out DIR --scenes N --frames-per-seq M [--split train|val]
-                             [--size WxH] [--seed S] [--first-scene-id I]
+                             [--render-size WxH] [--seed S] [--first-scene-id I]
                              [--depth-suffix .depth.png]
     mickey-ros synth rosbag  --out BAG [--storage sqlite3|mcap] [--seconds T] [--rate HZ]
-                             [--size WxH] [--compressed] [--scene room|courtyard] [--seed S]
+                             [--render-size WxH] [--compressed] [--scene room|courtyard] [--seed S]
 
 Thin wrappers over ``mickey_ros.synth``; formats and conventions are in docs/synthetic.md.
 """
@@ -20,7 +20,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from mickey_ros.cli.main import UserError, add_size_argument
+from mickey_ros.cli.main import UserError
+from mickey_ros.cli.options import add_render_size_argument
 
 MIN_RENDER_SIDE = 32  # smaller renders carry too few texture cells to be useful
 
@@ -56,7 +57,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     config = _pair_config(args)
     start = time.perf_counter()
     out = write_pairs(
-        args.out, args.count, args.size, args.seed, config, previews=not args.no_previews
+        args.out, args.count, args.render_size, args.seed, config, previews=not args.no_previews
     )
     elapsed = time.perf_counter() - start
     print(
@@ -74,7 +75,7 @@ def _run_mapfree(args: argparse.Namespace) -> int:
         args.scenes,
         args.frames_per_seq,
         args.split,
-        args.size,
+        args.render_size,
         args.seed,
         args.first_scene_id,
         depth_suffix=args.depth_suffix,
@@ -90,7 +91,7 @@ def _run_rosbag(args: argparse.Namespace) -> int:
         args.out,
         args.seconds,
         args.rate,
-        args.size,
+        args.render_size,
         args.storage,
         args.compressed,
         args.seed,
@@ -104,8 +105,8 @@ def _add_pairs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pairs", help="image pairs with K, T_1_0, depth and overlap (.npz)")
     p.add_argument("--out", type=Path, required=True, help="output folder (new)")
     p.add_argument("--count", type=int, required=True, help="number of pairs")
-    add_size_argument(p, "image WxH (default 540x720)", default=(540, 720))
-    p.add_argument("--seed", type=int, default=0)
+    add_render_size_argument(p, (540, 720), "rendered image WxH (default 540x720)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes and poses (default 0)")
     p.add_argument(
         "--preset",
         choices=["default", "hard"],
@@ -149,9 +150,10 @@ def _add_mapfree(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="dataset root (gets <split>/sXXXXX)")
     p.add_argument("--scenes", type=int, required=True, help="number of scenes")
     p.add_argument("--frames-per-seq", type=int, required=True, help="frames per scan")
-    p.add_argument("--split", choices=["train", "val"], default="val")
-    add_size_argument(p, "image WxH (default 540x720)", default=(540, 720))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=["train", "val"], default="val",
+                   help="the dataset split the scenes go to (default val)")
+    add_render_size_argument(p, (540, 720), "rendered image WxH (default 540x720)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes and poses (default 0)")
     p.add_argument("--first-scene-id", type=int, default=0, help="number of the first sXXXXX")
     p.add_argument("--depth-suffix", default="", metavar="SUFFIX",
                    help="also write exact depth as 16-bit millimetre PNGs <frame stem>SUFFIX "
@@ -162,17 +164,19 @@ def _add_mapfree(sub: argparse._SubParsersAction) -> None:
 def _add_rosbag(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rosbag", help="a rosbag2 of a robot driving through a scene, with GT TF")
     p.add_argument("--out", type=Path, required=True, help="bag directory to create")
-    p.add_argument("--storage", choices=["sqlite3", "mcap"], default="sqlite3")
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--storage", choices=["sqlite3", "mcap"], default="sqlite3",
+                   help="rosbag2 storage plugin (default sqlite3)")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of the drive (default 10)")
     p.add_argument("--rate", type=float, default=5.0, help="camera rate in Hz")
-    add_size_argument(p, "image WxH (default 320x240)", default=(320, 240))
+    add_render_size_argument(p, (320, 240), "rendered image WxH (default 320x240)")
     p.add_argument(
         "--compressed",
         action="store_true",
         help="also write JPEG CompressedImage on <image>/compressed",
     )
-    p.add_argument("--scene", choices=["room", "courtyard"], default="room")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scene", choices=["room", "courtyard"], default="room",
+                   help="kind of place driven through (default room)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scene (default 0)")
     p.set_defaults(synth_run=_run_rosbag)
 
 
@@ -190,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the chosen sub-command; rendering needs EGL, reported as a one-line error if absent."""
     from mickey_ros.synth.render import EGLUnavailableError
 
-    if min(args.size) < MIN_RENDER_SIDE:
-        W, H = args.size
-        raise UserError(f"--size {W}x{H} is too small to render; use at least "
+    if min(args.render_size) < MIN_RENDER_SIDE:
+        W, H = args.render_size
+        raise UserError(f"--render-size {W}x{H} is too small to render; use at least "
                         f"{MIN_RENDER_SIDE}x{MIN_RENDER_SIDE}")
     try:
         return int(args.synth_run(args))

@@ -9,6 +9,7 @@ import numpy as np
 from mickey_ros.estimator.result import PoseEstimate
 
 DIVIDER_PX = 6  # white gap between the two images, so where one ends is plain
+DEPTH_PERCENTILES = (2.0, 98.0)  # the shared colour range: a few outlier cells do not flatten it
 
 
 def _side_by_side(ref: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, int]:
@@ -19,6 +20,40 @@ def _side_by_side(ref: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, int]:
     canvas[: ref.shape[0], : ref.shape[1]] = ref
     canvas[: query.shape[0], offset:] = query
     return canvas, offset
+
+
+def shared_depth_range(*depths: np.ndarray | None) -> tuple[float, float] | None:
+    """One colour range (metres) for all depth maps, so one colour is one depth in each.
+
+    The ``DEPTH_PERCENTILES`` of the finite values of all maps together; None without any.
+
+    >>> lo, hi = shared_depth_range(np.array([[1.0, 2.0]]), np.array([[3.0, np.inf]]), None)
+    >>> round(lo, 6), round(hi, 6)
+    (1.04, 2.96)
+    """
+    values = np.concatenate([np.ravel(d) for d in depths if d is not None] or [np.zeros(0)])
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    lo, hi = (float(v) for v in np.percentile(values, DEPTH_PERCENTILES))
+    return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)  # a flat map still gets a colour bar
+
+
+def _draw_depths(fig, grid_row, matches: dict) -> None:
+    """Both depth maps in one colour range, with one colour bar in metres."""
+    depths = [matches.get("depth_ref"), matches.get("depth_query")]
+    limits = shared_depth_range(*depths)
+    axes, shown = [], None
+    for col, (depth, label) in enumerate(zip(depths, ("reference", "query"))):
+        ax = fig.add_subplot(grid_row[col])
+        if depth is not None and limits is not None:
+            shown = ax.imshow(depth, cmap="turbo", vmin=limits[0], vmax=limits[1])
+        ax.set_title(f"{label} depth (per 14-px cell)")
+        ax.axis("off")
+        axes.append(ax)
+    if shown is not None:
+        # arrows at the ends: cells beyond the percentiles take the end colours
+        fig.colorbar(shown, ax=axes, extend="both", shrink=0.9, label="depth (m), both maps")
 
 
 def describe_estimate(estimate: PoseEstimate, model_name: str = "") -> str:
@@ -57,13 +92,10 @@ def save_estimate_figure(
         max_lines: at most this many inlier lines are drawn (random subset, ``seed``).
         seed: subset selection seed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     matches = estimate.matches or {}
-    fig = plt.figure(figsize=(12, 8), constrained_layout=True)
+    fig = Figure(figsize=(12, 8), layout="constrained")  # no pyplot: no global backend switch
     grid = fig.add_gridspec(2, 2, height_ratios=[1.2, 1])
     ax = fig.add_subplot(grid[0, :])
     canvas, offset = _side_by_side(ref_rgb, query_rgb)
@@ -83,16 +115,8 @@ def save_estimate_figure(
     drawn = f"green lines: {len(kpts_ref)} of the {estimate.num_inliers} hard-inlier matches"
     ax.set_title(describe_estimate(estimate, model_name) + "\n" + drawn, fontsize=10)
     ax.axis("off")
-    for col, key, label in ((0, "depth_ref", "reference"), (1, "depth_query", "query")):
-        ax_depth = fig.add_subplot(grid[1, col])
-        depth = matches.get(key)
-        if depth is not None:
-            shown = ax_depth.imshow(depth, cmap="turbo")
-            fig.colorbar(shown, ax=ax_depth, label="depth [m]")
-        ax_depth.set_title(f"{label} depth (per 14-px cell)")
-        ax_depth.axis("off")
+    _draw_depths(fig, grid[1, :].subgridspec(1, 2), matches)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=110)
-    plt.close(fig)
     return out_path

@@ -39,7 +39,8 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 AUTOCAST = ("", "fp16", "bf16")  # '' = off
 # EstimatorConfig fields of the backend and speed paths (same names in BenchConfig, the CLI
 # flags and the node's model.* parameters)
-SPEED_FIELDS = ("backend", "onnx_path", "autocast", "compile", "io_binding", "pin_memory")
+SPEED_FIELDS = ("backend", "onnx_path", "autocast", "compile", "io_binding", "pin_memory",
+                "threads")
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "tensorrt": "TensorrtExecutionProvider"}
 
@@ -168,7 +169,8 @@ class OnnxRuntimeBackend:
         self.patch_size = int(self.metadata["patch_size"])
         self.descriptor_dim = int(self.metadata["descriptor_dim"])
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()  # same budget as the torch path
+        # the estimator's thread setting (EstimatorConfig.threads), applied to torch before this
+        options.intra_op_num_threads = torch.get_num_threads()
         providers = ort_providers(backend, device, precision, ort.get_available_providers())
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         matcher = json.loads(self.metadata["matcher"])

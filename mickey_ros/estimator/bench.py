@@ -38,7 +38,8 @@ class BenchConfig:
     dinov2_weights: str | None = None
     size_wh: tuple[int, int] = (540, 720)  # Map-free images are 540 wide x 720 high
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "fp32"  # backbone: fp32 | fp16 | bf16 | auto (estimator/runtime.py)
+    threads: int = 0  # torch and ONNX Runtime CPU threads; 0 = auto (estimator/runtime.py)
     batch: int = 1  # queries per estimate_batch call in cached mode
     iterations: int = 5
     warmup: int = 1
@@ -123,8 +124,12 @@ def run_benchmark(config: BenchConfig) -> dict:
             "peak_memory_mib": peak_memory_mib(estimator.device),
         }
     memory = torch.cuda.max_memory_allocated() / 2**20 if estimator.device.type == "cuda" else None
+    ran = estimator.config
     return {
         "config": asdict(config),
+        # what the run used after 'auto' was resolved (precision, autocast, threads) and why
+        "ran_with": {"precision": ran.precision, "autocast": ran.autocast, "threads": ran.threads,
+                     "note": estimator.run_settings.note},
         "machine": {
             "device_name": torch.cuda.get_device_name(estimator.device)
             if estimator.device.type == "cuda"
@@ -138,10 +143,11 @@ def run_benchmark(config: BenchConfig) -> dict:
 
 
 def format_table(report: dict) -> str:
-    """Markdown table: one row per mode, median ms per stage ('-' = not run), FPS, memory."""
+    """The settings line, then a markdown table: per mode, median ms per stage, FPS, memory."""
     kind = "GPU peak" if report["config"]["device"].startswith("cuda") else "peak RSS"
+    ran = report["ran_with"]
     header = f"| backend | mode | {' | '.join(STAGES)} | FPS | {kind} MiB |"
-    lines = [header, "|" + "---|" * (len(STAGES) + 4)]
+    lines = [f"ran with {ran['note']}", "", header, "|" + "---|" * (len(STAGES) + 4)]
     backend = report["config"]["backend"]
     for mode, res in report["results"].items():
         cells = " | ".join(f"{res['median_ms'][s]:.1f}" if res["median_ms"][s] else "-"

@@ -35,19 +35,24 @@ import mickey_ros
 from mickey_ros.model.attention import PositionEncodingSine, sine_position_table
 from mickey_ros.model.mickey import MicKey
 from mickey_ros.model.vit import INTERPOLATE_OFFSET, DinoVisionTransformer
+from mickey_ros.utils.checks import check_file
 
 ONNX_INPUT = "image"
 ONNX_OUTPUTS = ("kpts", "depth", "scores", "descriptors")
 OPSET = 18
 META = "mickey_ros."  # metadata key prefix
 NORMALISATION = "RGB float32 in [0, 1], (B, 3, H, W), no mean/std; H, W cropped top-left to x14"
-PARITY_TOLERANCE = 1e-4  # max |onnx - torch| / max |torch| per output (issue 16 target)
+PARITY_TOLERANCE = 1e-4  # max |onnx - torch| / max |torch| per output
 BICUBIC_A = -0.75  # PyTorch's bicubic kernel constant (upsample_bicubic2d)
 MAX_SIDE = 4096  # px; upper bound of the dynamic H and W
 
 
 class ExportError(RuntimeError):
     """The export failed its parity check or cannot be built; the message says which output."""
+
+
+class OnnxFileError(ExportError, ValueError):
+    """A file given as an exported model is not one (empty, not ONNX, or not from mickey_ros)."""
 
 
 def _size_tensor(n: int) -> Tensor:
@@ -173,13 +178,26 @@ def metadata_for(model: MicKey, size_wh: tuple[int, int], dynamic: bool,
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ``mickey_ros.*`` metadata of an exported file (prefix stripped)."""
-    import onnx
+    """The ``mickey_ros.*`` metadata of an exported file (prefix stripped).
 
-    proto = onnx.load(str(path), load_external_data=False)
+    Raises:
+        FileNotFoundError: no such file.
+        OnnxFileError: empty, not ONNX, or without our metadata (one line naming the fix).
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = check_file(path, "ONNX file", (".onnx",))
+    fix = "write one with `mickey-ros export --out FILE.onnx`"
+    if path.stat().st_size == 0:
+        raise OnnxFileError(f"{path} is empty, not an exported model; {fix}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except DecodeError:
+        raise OnnxFileError(f"{path} is not an ONNX file (it does not parse); {fix}") from None
     found = {p.key[len(META):]: p.value for p in proto.metadata_props if p.key.startswith(META)}
     if "model_config" not in found:
-        raise ExportError(f"{path} has no mickey_ros metadata; export it with `mickey-ros export`")
+        raise OnnxFileError(f"{path} has no mickey_ros metadata; {fix}")
     return found
 
 

@@ -28,9 +28,10 @@ from torch import Tensor
 from mickey_ros.estimator.backends import build_backend
 from mickey_ros.estimator.export import read_metadata
 from mickey_ros.estimator.result import PoseEstimate
+from mickey_ros.estimator.runtime import apply_threads, logger, resolve_run_settings
 from mickey_ros.geometry.camera import backproject
 from mickey_ros.geometry.ransac import PoseSolution, SolverConfig, solve_pose
-from mickey_ros.model.checkpoint import load_checkpoint
+from mickey_ros.model.checkpoint import DEMO_CHECKPOINT, DEMO_NAME, load_checkpoint
 from mickey_ros.model.config import MickeyConfig
 from mickey_ros.model.mickey import MicKey, MicKeyFeatures
 from mickey_ros.utils.images import (
@@ -40,10 +41,41 @@ from mickey_ros.utils.images import (
     to_tensor,
 )
 
-DEMO_CHECKPOINT = Path(__file__).parents[1] / "data" / "demo_model.ckpt"
 DEMO_MODEL_NOTE = "demo model: for trying the tool, not for real use"
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "auto")  # auto: estimator/runtime.py choose_precision
 EXPORT_SIZE_WH = (224, 168)  # example size of an export at start-up (the graph is dynamic)
+ASPECT_TOLERANCE = 0.01  # relative: 1920x1080 vs 1918x1080 is the same camera, 4:3 vs 16:9 not
+
+
+def aspect_differs(a_wh: tuple[int, int], b_wh: tuple[int, int]) -> bool:
+    """Whether two (W, H) sizes have another aspect ratio (beyond ``ASPECT_TOLERANCE``)."""
+    return abs(a_wh[0] * b_wh[1] / (a_wh[1] * b_wh[0]) - 1) > ASPECT_TOLERANCE
+
+
+def check_torch_device(device: str, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` if this torch can use it, else a ValueError naming the fix.
+
+    Args:
+        device: 'cpu', 'cuda', 'cuda:1', ...
+        name: how the message names the setting: ``'device'`` (Python) or a CLI flag
+            (``'--device'``), spelled as the user would write it.
+    """
+    said = (lambda v: f"{name} {v}") if name.startswith("-") else (lambda v: f"{name}={v!r}")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{said(device)} is not a torch device; use cpu, cuda or cuda:1"
+                         ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{said(device)} but torch {torch.__version__} sees no CUDA GPU; "
+                             f"pass {said('cpu')}, or install the torch build for your GPU")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{said(device)} but torch sees {torch.cuda.device_count()} "
+                             "CUDA GPU(s); pick one of them")
+    elif parsed.type != "cpu":
+        raise ValueError(f"{said(device)} is not supported; use cpu or cuda[:N]")
+    return parsed
 
 
 def model_label(checkpoint: str | Path | None) -> str:
@@ -52,11 +84,19 @@ def model_label(checkpoint: str | Path | None) -> str:
     The checkpoint's file name; for the bundled demo model (``None`` or ``'demo'``) with the note
     that it is not for real use.
     """
-    if checkpoint is None or str(checkpoint) == "demo" or (
+    if checkpoint is None or str(checkpoint) == DEMO_NAME or (
         Path(checkpoint).resolve() == DEMO_CHECKPOINT.resolve()
     ):
         return f"{DEMO_CHECKPOINT.name} ({DEMO_MODEL_NOTE})"
     return Path(checkpoint).name
+
+
+def onnx_model_label(onnx_path: str | Path, metadata: dict[str, str]) -> str:
+    """An exported file's label: its name and the weights it came from (demo note kept)."""
+    source = metadata.get("source", "")
+    if source == DEMO_CHECKPOINT.name:  # files exported before the label was stored
+        source = model_label(DEMO_NAME)
+    return f"{Path(onnx_path).name}, exported from {source}" if source else Path(onnx_path).name
 
 
 @dataclass(frozen=True)
@@ -64,7 +104,8 @@ class EstimatorConfig:
     """Run-time settings of the estimator (the model architecture lives in ``MickeyConfig``)."""
 
     device: str = "cpu"  # 'cpu', 'cuda', 'cuda:1', ...
-    precision: str = "fp32"  # backbone precision; official inference used 'fp16' on GPU
+    precision: str = "fp32"  # backbone; official GPU inference used 'fp16'; 'auto': see runtime.py
+    threads: int = 0  # torch and ONNX Runtime CPU threads (process-wide); 0 = auto (runtime.py)
     resize: tuple[int, int] | None = None  # (W, H) network input size; None keeps the image size
     seed: int = 0  # solver seed: the same inputs and seed give the same pose
     cache_reference: bool = True  # speed trick: reuse the keyframe's features across frames
@@ -87,6 +128,16 @@ class _Prepared:
     image: Tensor  # (3, H, W) float [0, 1] on the device
     K: Tensor  # (3, 3) float32 on the device, for the network-input image
     scale_xy: tuple[float, float]  # network-input px per original px
+
+
+@dataclass
+class ImageFeatures:
+    """One image's network outputs: all ``estimate_against`` needs (the image is not kept)."""
+
+    K: Tensor  # (3, 3) float32 of the network-input image
+    scale_xy: tuple[float, float]  # network-input px per original px
+    feats: MicKeyFeatures  # batch 1, on the device
+    timings_ms: dict[str, float] = field(default_factory=dict)  # of the extraction
 
 
 def _check_intrinsics(K: np.ndarray, name: str) -> np.ndarray:
@@ -130,10 +181,19 @@ class RelativePoseEstimator:
     ) -> None:
         if config.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+        self.device = check_torch_device(config.device)
+        # 'auto' precision and threads=0 become the measured choice (runtime.py), kept in config
+        self.run_settings = resolve_run_settings(
+            config.threads, config.precision, config.autocast, self.device, config.backend,
+            sum(p.numel() for p in model.parameters()))
+        apply_threads(self.run_settings.threads)
+        logger.info("estimator runs with %s", self.run_settings.note)
+        config = dataclasses.replace(config, threads=self.run_settings.threads,
+                                     precision=self.run_settings.precision,
+                                     autocast=self.run_settings.autocast)
         self.config = config
         # what every output names as the source of a pose (file name, demo note, random weights)
         self.model_name = model_name or "MicKey (weights of unknown origin)"
-        self.device = torch.device(config.device)
         self.model = model.eval()
         if config.backend == "torch":
             self.model.to(self.device).set_backbone_precision(config.precision)
@@ -160,7 +220,7 @@ class RelativePoseEstimator:
         config: EstimatorConfig = EstimatorConfig(),
         model_config: MickeyConfig | None = None,
     ) -> RelativePoseEstimator:
-        """Load an official ``mickey.ckpt`` (+ DINOv2 weight file) or one of our checkpoints."""
+        """Load an official ``mickey.ckpt`` (+ DINOv2 weight file), one of ours, or ``'demo'``."""
         model, _ = load_checkpoint(checkpoint, dinov2_weights, model_config=model_config)
         return cls(model, config, model_label(checkpoint))
 
@@ -180,24 +240,17 @@ class RelativePoseEstimator:
         """Only an exported file (``mickey-ros export``): no checkpoint, no torch weights."""
         if config.backend == "torch":
             raise ValueError("from_onnx needs EstimatorConfig.backend 'onnxruntime' or 'tensorrt'")
-        model_config = MickeyConfig.from_dict(json.loads(read_metadata(onnx_path)["model_config"]))
+        metadata = read_metadata(onnx_path)
+        model_config = MickeyConfig.from_dict(json.loads(metadata["model_config"]))
         with torch.device("meta"):  # architecture only: the weights live in the file
             model = MicKey(model_config)
         config = dataclasses.replace(config, onnx_path=str(onnx_path))
-        return cls(model, config, Path(onnx_path).name)
+        return cls(model, config, onnx_model_label(onnx_path, metadata))
 
     @classmethod
     def from_demo(cls, config: EstimatorConfig = EstimatorConfig()) -> RelativePoseEstimator:
-        """The small model bundled with the package (trained on synthetic scenes)."""
-        if not DEMO_CHECKPOINT.is_file():
-            raise FileNotFoundError(
-                f"the bundled demo model {DEMO_CHECKPOINT} is missing; reinstall mickey_ros or "
-                "train it with `mickey-train --config config/train/demo_cnn.yaml`, then "
-                "`--config config/train/demo_cnn_continue.yaml`, then "
-                "`config/train/demo_cnn_s5.yaml`, each with `--init` the weights before "
-                "(docs/training.md)"
-            )
-        return cls.from_checkpoint(DEMO_CHECKPOINT, config=config)
+        """The small model bundled with the package; the same as ``from_checkpoint('demo')``."""
+        return cls.from_checkpoint(DEMO_NAME, config=config)
 
     # ----------------------------------------------------------------- helpers
     @contextmanager
@@ -214,6 +267,11 @@ class RelativePoseEstimator:
         check_rgb_image(image, name)
         K = _check_intrinsics(K, f"K of {name}")
         resized, K_net = resize_with_intrinsics(image, K, self.config.resize)
+        if self.config.resize and aspect_differs(self.config.resize, image.shape[1::-1]):
+            W, (h, w) = self.config.resize[0], image.shape[:2]
+            warnings.warn(f"network input {W}x{self.config.resize[1]} (resize, --size) changes "
+                          f"the aspect of the {name} ({w}x{h}): it is stretched, and the poses "
+                          f"with it; {W}x{round(W * h / w)} keeps it", stacklevel=3)
         min_side = self.model.config.min_input_side
         check_network_input(resized.shape[1], resized.shape[0], min_side, name)
         tensor = to_tensor(resized)
@@ -366,6 +424,40 @@ class RelativePoseEstimator:
             )
         return estimate
 
+    # ----------------------------------------------------------------- many keyframes
+    def extract_features(self, image: np.ndarray, K: np.ndarray) -> ImageFeatures:
+        """Features of one image (keyframe or query; batch 1, on the device)."""
+        timings: dict[str, float] = {}
+        with self._timed(timings, "preprocess"):
+            prepared = self._prepare(image, K, "image")
+        with torch.inference_mode():
+            feats = self._extract([prepared.image], timings)
+        return ImageFeatures(prepared.K, prepared.scale_xy, feats, timings)
+
+    def estimate_against(
+        self, query: ImageFeatures, refs: list[ImageFeatures]
+    ) -> list[PoseEstimate]:
+        """Pose ``T_query_ref`` of one query relative to each keyframe of ``refs``.
+
+        All features come from ``extract_features`` (computed once, e.g. stored in a keyframe
+        library); matching and solving run as one batch (keyframes of one feature-grid size).
+        The ``set_reference`` keyframe is untouched.
+        """
+        if not refs:
+            return []
+        if len({r.feats.grid_hw for r in refs}) > 1:
+            raise ValueError("keyframes of one estimate_against call must share a network input "
+                             f"size, got grids {sorted({r.feats.grid_hw for r in refs})}")
+        B, timings = len(refs), dict(query.timings_ms)
+        with torch.inference_mode():
+            ref_feats = _concat_features([r.feats for r in refs])
+            K_refs = torch.stack([r.K.to(self.device) for r in refs])  # (B, 3, 3)
+            dummy = torch.empty(0, device=self.device)  # _solve reads K and scale only
+            reference = _Prepared(dummy, K_refs, refs[0].scale_xy)
+            q = _Prepared(dummy, query.K.to(self.device), query.scale_xy)
+            query_feats = _stack_features(query.feats, B)
+            return self._solve(reference, ref_feats, [q] * B, query_feats, timings)
+
     def warmup(self, size_wh: tuple[int, int] = (540, 720), iterations: int = 2) -> None:
         """Run a few dummy estimates so the first real frame is not slow (kernels, allocator)."""
         W, H = size_wh
@@ -384,6 +476,13 @@ def _slice_features(feats: MicKeyFeatures, i: int) -> MicKeyFeatures:
         value = getattr(feats, f.name)
         values[f.name] = value[i : i + 1] if isinstance(value, Tensor) else value
     return type(feats)(**values)
+
+
+def _concat_features(feats: list[MicKeyFeatures]) -> MicKeyFeatures:
+    """Batch-1 features of several images (one grid size) -> one batch; maps dropped."""
+    first = feats[0]
+    return type(first)(*(torch.cat([getattr(f, n) for f in feats]) for n in
+                         ("kpts", "depth", "scores", "descriptors")), grid_hw=first.grid_hw)
 
 
 def _to_original_px(kpts: Tensor, scale_xy: tuple[float, float]) -> np.ndarray:

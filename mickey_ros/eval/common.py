@@ -32,11 +32,14 @@ class ModelSettings:
     resize: tuple[int, int] | None = None  # (W, H) network input; None keeps 540x720 Map-free
     seed: int = 0  # solver seed (RANSAC sampling is stochastic)
     name: str | None = None  # model tag in output names; default: the checkpoint file stem
+    backend: str = "torch"  # EstimatorConfig.backend: torch | onnxruntime | tensorrt
+    onnx_path: str = ""  # exported file for the ONNX backends ('' exports the model at start)
 
     @property
     def base_tag(self) -> str:
         """Settings part of a run name without the seed, e.g. ``mickey-r540x720-fp16``."""
-        model = self.name or (Path(self.checkpoint).stem if self.checkpoint else "demo")
+        source = self.onnx_path if self.onnx_path and self.backend != "torch" else self.checkpoint
+        model = self.name or (Path(source).stem if source else "demo")
         size = f"r{self.resize[0]}x{self.resize[1]}" if self.resize else "rnative"
         return f"{model}-{size}-{self.precision}"
 
@@ -48,8 +51,14 @@ class ModelSettings:
     @property
     def label(self) -> str:
         """The model as outputs name it (file name; the demo model carries its not-for-use note)."""
-        from mickey_ros.estimator.relative_pose import model_label  # heavy: model code
+        from mickey_ros.estimator.relative_pose import (  # heavy: model code
+            model_label,
+            onnx_model_label,
+            read_metadata,
+        )
 
+        if self.onnx_path and self.backend != "torch":
+            return onnx_model_label(self.onnx_path, read_metadata(self.onnx_path))
         return model_label(self.checkpoint)
 
     def with_seed(self, seed: int) -> ModelSettings:
@@ -69,8 +78,12 @@ def build_estimator(settings: ModelSettings) -> PoseEstimator:
         precision=settings.precision,
         resize=settings.resize,
         seed=settings.seed,
+        backend=settings.backend,
+        onnx_path=settings.onnx_path,
     )
     LOG.info("model: %s", settings.label)
+    if settings.onnx_path and settings.backend != "torch":
+        return RelativePoseEstimator.from_onnx(settings.onnx_path, config)
     if not settings.checkpoint:
         return RelativePoseEstimator.from_demo(config)
     return RelativePoseEstimator.from_checkpoint(

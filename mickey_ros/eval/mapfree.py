@@ -152,6 +152,7 @@ def main(
     data_root: str | Path,
     out_dir: str | Path,
     estimator: PoseEstimator | None = None,
+    progress: bool = True,
 ) -> Path:
     """Estimate every evaluated query frame of ``cfg.split`` and write the submission.
 
@@ -160,6 +161,7 @@ def main(
         data_root: folder holding ``train/ val/ test/`` in the Map-free layout.
         out_dir: parent of the run folder ``cfg.run_name``.
         estimator: a ready ``PoseEstimator`` (e.g. a test double); None loads ``cfg.model``.
+        progress: show a progress bar.
 
     Returns:
         Path of ``<out_dir>/<run_name>/submission.zip``.
@@ -178,10 +180,12 @@ def main(
     if todo and estimator is None:
         estimator = build_estimator(cfg.model)
     total = sum(len(s.query_frames(cfg.sample_step)) for s in todo)
-    with ThreadPoolExecutor(max_workers=4) as pool, tqdm(total=total, unit="frame") as progress:
+    with ThreadPoolExecutor(max_workers=4) as pool, tqdm(
+        total=total, unit="frame", disable=not progress
+    ) as bar:
         for scene in todo:
-            progress.set_description(scene.name)
-            entries, stats = _run_scene(scene, estimator, cfg, pool, progress)
+            bar.set_description(scene.name)
+            entries, stats = _run_scene(scene, estimator, cfg, pool, bar)
             write_json(scene_dir / f"{scene.name}.json", stats)
             lines = [format_pose_line(e.name, e.q_wxyz, e.t, e.confidence) for e in entries]
             atomic_write_text(files[scene.name], "".join(line + "\n" for line in lines))
@@ -203,6 +207,7 @@ def evaluate(
     out_dir: str | Path,
     num_seeds: int = 1,
     estimator_factory: Callable[[ModelSettings], PoseEstimator] | None = None,
+    progress: bool = True,
 ) -> dict:
     """Submissions for seeds ``cfg.model.seed .. + num_seeds - 1``, each scored if GT exists.
 
@@ -222,7 +227,7 @@ def evaluate(
     for k in range(num_seeds):
         cfg_k = replace(cfg, model=cfg.model.with_seed(cfg.model.seed + k))
         estimator = estimator_factory(cfg_k.model) if estimator_factory else None
-        submission = main(cfg_k, data_root, out_dir, estimator)
+        submission = main(cfg_k, data_root, out_dir, estimator, progress)
         submissions[cfg_k.model.seed] = submission
         if scored:
             results = score.main(

@@ -211,10 +211,11 @@ def _estimate_all(
     estimator: PoseEstimator,
     results_path: Path,
     done: dict[int, PoseEstimate],
+    progress: bool = True,
 ) -> None:
     reference_key = None
     with results_path.open("a", encoding="utf-8") as out:
-        for i, pair in enumerate(tqdm(pairs, unit="pair")):
+        for i, pair in enumerate(tqdm(pairs, unit="pair", disable=not progress)):
             if i in done:
                 continue
             key = (pair.name0, pair.K0.tobytes())
@@ -246,6 +247,7 @@ def main(
     images_dir: str | Path,
     out_dir: str | Path,
     estimator: PoseEstimator | None = None,
+    progress: bool = True,
 ) -> dict:
     """Estimate every pair, then write metrics.json, report.md and plots to the run folder.
 
@@ -268,7 +270,7 @@ def main(
     LOG.info("%d pairs, %d already estimated", len(pairs), len(done))
     if len(done) < len(pairs):
         estimator = build_estimator(cfg.model) if estimator is None else estimator
-        _estimate_all(pairs, images_dir, estimator, results_path, done)
+        _estimate_all(pairs, images_dir, estimator, results_path, done, progress)
     errors = pair_errors(pairs, [done[i] for i in range(len(pairs))])
     metrics = summarise(errors)
     write_pairs_report(run_dir, metrics, errors, cfg.model.label)
@@ -282,6 +284,7 @@ def evaluate(
     out_dir: str | Path,
     num_seeds: int = 1,
     estimator_factory: Callable[[ModelSettings], PoseEstimator] | None = None,
+    progress: bool = True,
 ) -> dict:
     """``main`` for seeds ``cfg.model.seed .. + num_seeds - 1``; mean and std when more than one.
 
@@ -294,7 +297,8 @@ def evaluate(
     for k in range(num_seeds):
         cfg_k = replace(cfg, model=cfg.model.with_seed(cfg.model.seed + k))
         estimator = estimator_factory(cfg_k.model) if estimator_factory else None
-        per_seed[cfg_k.model.seed] = main(cfg_k, pairs_file, images_dir, out_dir, estimator)
+        per_seed[cfg_k.model.seed] = main(cfg_k, pairs_file, images_dir, out_dir, estimator,
+                                          progress)
     summary = None
     if num_seeds > 1:
         summary = summarise_seeds(per_seed)

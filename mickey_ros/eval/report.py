@@ -57,40 +57,81 @@ def _scene_rows(scores: list[SceneScore], t_thr: float, r_thr: float, v_thr: flo
     return rows
 
 
-def _plot_coverage(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+def coverage_steps(recall: np.ndarray, precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The precision-coverage curve as drawn: a step per kept set, no point before the first.
+
+    ``precision_recall_curve`` starts at (0, 1), the anchor of the Map-free AUC; drawn, it showed
+    precision 1 up to the first kept set even when no frame was correct. Here the first kept
+    set's precision holds from coverage 0 (``where="pre"`` steps), so the area under the drawn
+    curve is the AUC.
+
+    Args:
+        recall: (M + 1,) from ``precision_recall_curve``, starting at 0.
+        precision: (M + 1,) likewise, starting at the anchor 1.
+
+    Returns:
+        x (M + 1,), y (M + 1,); both empty when M = 0 (no estimate).
+
+    >>> coverage_steps(np.array([0.0, 0.25, 0.5]), np.array([1.0, 0.0, 0.5]))  # exact: copies
+    (array([0.  , 0.25, 0.5 ]), array([0. , 0. , 0.5]))
+    """
+    if len(recall) < 2:
+        return np.zeros(0), np.zeros(0)
+    return recall, np.r_[precision[1], precision[1:]]
+
+
+def _counts_line(model: str | None, total: int, failures: int, noun: str) -> str:
+    model_part = f"model {model}" if model else "model not recorded"
+    return f"{model_part}; {total} {noun}, {failures} without an estimate"
+
+
+def _plot_coverage(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                   subtitle: str) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.add_subplot()
     for label, (recall, precision) in curves.items():
-        ax.step(recall, precision, where="post", label=label)
+        x, y = coverage_steps(recall, precision)
+        ax.step(x, y, where="pre", marker="o", ms=3, label=label)
     ax.set(
-        xlabel="coverage (frames kept / all frames)",
-        ylabel="precision",
+        xlabel="coverage (frames kept / all frames, most confident first)",
+        ylabel="precision (correct / kept)",
         xlim=(0, 1),
-        ylim=(0, 1.02),
-        title="Precision vs coverage (sorted by confidence)",
+        ylim=(-0.02, 1.02),
     )
+    ax.set_title(f"Precision vs coverage\n{subtitle}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(loc="upper right")
     fig.savefig(path, dpi=100)
 
 
-def _plot_histograms(path: Path, errors: dict[str, tuple[np.ndarray, float]]) -> None:
+def _plot_histograms(path: Path, errors: dict[str, tuple[np.ndarray, float, str]], title: str,
+                     noun: str) -> None:
+    """One histogram per error: ``{label: (values, threshold, unit)}``, counts of ``noun``."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(4 * len(errors), 3.2))
-    for i, (label, (values, threshold)) in enumerate(errors.items()):
+    fig = Figure(figsize=(4.2 * len(errors), 3.8), layout="constrained")
+    for i, (label, (values, threshold, unit)) in enumerate(errors.items()):
         ax = fig.add_subplot(1, len(errors), i + 1)
         finite = values[np.isfinite(values)]
+        xlabel = label
         if finite.size:
             upper = max(float(np.percentile(finite, 95)), threshold) * 1.1
             ax.hist(np.clip(finite, 0, upper), bins=40, range=(0, upper))
-        ax.axvline(threshold, color="r", linestyle="--", label=f"threshold {threshold:g}")
-        ax.set(xlabel=label, ylabel="frames")
-        ax.legend()
-    fig.tight_layout()
+            above = int(np.sum(finite > upper))
+            if above:
+                xlabel += f"\n({above} above {upper:.3g} {unit} in the last bin)"
+        below = int(np.sum(finite < threshold))
+        ax.axvline(threshold, color="r", linestyle="--",
+                   label=f"threshold {threshold:g} {unit}: {below} of {finite.size} "
+                         f"estimates below")
+        ax.set(xlabel=xlabel, ylabel=noun)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5 of a frame
+        # above the axes, never over the bars
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=100)
 
 
@@ -122,7 +163,9 @@ def write_mapfree_report(out_dir: Path, results: dict, scores: list[SceneScore])
         cat("vcre_px"),
         cat("confidence"),
     )
-    failures = results["details"]["failures"]
+    details = results["details"]
+    failures = details["failures"]
+    counts = _counts_line(details.get("model"), len(conf) + failures, failures, "frames")
     pose_ok = (t_err < sc.T_THRESHOLD_M) & (r_err < sc.R_THRESHOLD_DEG)
     _plot_coverage(
         out_dir / POSE_PLOT,
@@ -130,16 +173,18 @@ def write_mapfree_report(out_dir: Path, results: dict, scores: list[SceneScore])
             "pose (25 cm, 5 deg)": precision_recall_curve(pose_ok, conf, failures),
             "VCRE < 90 px": precision_recall_curve(vcre_px < sc.VCRE_THRESHOLD_PX, conf, failures),
         },
+        counts,
     )
     _plot_histograms(
         out_dir / HIST_PLOT,
         {
-            "translation error (m)": (t_err, sc.T_THRESHOLD_M),
-            "rotation error (deg)": (r_err, sc.R_THRESHOLD_DEG),
-            "VCRE (px)": (vcre_px, sc.VCRE_THRESHOLD_PX),
+            "translation error (m)": (t_err, sc.T_THRESHOLD_M, "m"),
+            "rotation error (deg)": (r_err, sc.R_THRESHOLD_DEG, "deg"),
+            "VCRE (px)": (vcre_px, sc.VCRE_THRESHOLD_PX, "px"),
         },
+        f"Map-free {details['split']} errors of the estimated frames\n{counts}",
+        "frames",
     )
-    details = results["details"]
     lines = [
         f"# Map-free evaluation: {details['split']}",
         "",
@@ -195,12 +240,16 @@ def write_pairs_report(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics if model is None else {"model": model, **metrics})
+    pose_err = errors["pose_err_deg"]
+    failures = int(np.sum(~np.isfinite(pose_err)))
     _plot_histograms(
         out_dir / HIST_PLOT,
         {
-            "pose error max(R, t angle) (deg)": (errors["pose_err_deg"], 10.0),
-            "translation error (m)": (errors["t_err_m"], 0.5),
+            "pose error max(R, t angle) (deg)": (pose_err, 10.0, "deg"),
+            "translation error (m)": (errors["t_err_m"], 0.5, "m"),
         },
+        f"Relative-pose errors\n{_counts_line(model, pose_err.size, failures, 'pairs')}",
+        "pairs",
     )
     lines = ["# Relative-pose evaluation", ""] + ([f"Model: {model}", ""] if model else [])
     lines += _table(["Metric", "Value"], [[k, v] for k, v in metrics.items()])
@@ -220,7 +269,7 @@ def summarise_seeds(per_seed: dict[int, dict]) -> dict:
         ``{"seeds": [...], "metrics": {key: {"mean", "std", "values"}}}``.
     """
     seeds = sorted(per_seed)
-    keys = [k for k, v in per_seed[seeds[0]].items() if isinstance(v, (int, float))]
+    keys = [k for k, v in per_seed[seeds[0]].items() if isinstance(v, int | float)]
     metrics = {}
     for key in keys:
         values = [float(per_seed[s][key]) for s in seeds]

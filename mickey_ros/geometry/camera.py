@@ -34,8 +34,9 @@ def backproject(kpts: Tensor, depth: Tensor, K: Tensor) -> Tensor:
         ValueError: on mismatched shapes.
 
     >>> K = torch.tensor([[[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]]])
-    >>> backproject(torch.tensor([[[150.0, 40.0]]]), torch.tensor([[2.0]]), K)
-    tensor([[[2., 0., 2.]]])
+    >>> X = backproject(torch.tensor([[[150.0, 40.0]]]), torch.tensor([[2.0]]), K)
+    >>> torch.allclose(X, torch.tensor([[[2.0, 0.0, 2.0]]]), atol=1e-6)  # x = (150 - 50) / 100 * 2
+    True
     """
     dims = check_shape(kpts, "B N 2", "kpts")
     check_shape(depth, "B N", "depth", dims)
@@ -63,7 +64,7 @@ def project(X: Tensor, K: Tensor, eps: float = 1e-16) -> Tensor:
         ValueError: on mismatched shapes.
 
     >>> K = torch.tensor([[[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]]])
-    >>> project(torch.tensor([[[2.0, 0.0, 2.0]]]), K)
+    >>> project(torch.tensor([[[2.0, 0.0, 2.0]]]), K).round(decimals=3)
     tensor([[[150.,  40.]]])
     """
     if X.ndim < 2 or X.shape[-1] != 3:

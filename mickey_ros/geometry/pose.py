@@ -33,10 +33,9 @@ def quat_wxyz_to_rotmat(q_wxyz: Tensor) -> Tensor:
 
     The quaternion is normalised first, so any non-zero scale is accepted.
 
-    >>> quat_wxyz_to_rotmat(torch.tensor([1.0, 0.0, 0.0, 0.0]))
-    tensor([[1., 0., 0.],
-            [0., 1., 0.],
-            [0., 0., 1.]])
+    >>> R = quat_wxyz_to_rotmat(torch.tensor([0.5**0.5, 0.0, 0.0, 0.5**0.5]))  # 90 deg about z
+    >>> torch.allclose(R, torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]), atol=1e-6)
+    True
     """
     q = q_wxyz / q_wxyz.norm(dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
@@ -119,7 +118,7 @@ def invert_transform(T_b_a: ArrayT) -> ArrayT:
     """Exact inverse of rigid transforms (..., 4, 4): T_a_b = [R^T | -R^T t]; numpy or torch.
 
     >>> T = np.array([[0.0, -1, 0, 1], [1, 0, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]])
-    >>> invert_transform(T)[:3, 3]
+    >>> invert_transform(T)[:3, 3].round(6)
     array([-2.,  1., -3.])
     """
     R_inv = T_b_a[..., :3, :3].swapaxes(-1, -2)

@@ -6,16 +6,22 @@ Formats (reference/mapfree_benchmark.md §1.2, §1.5):
     submission:     ``frame_path qw qx qy qz tx ty tz confidence``.
 
 A bad line never aborts a read: it is skipped and recorded in ``ParseReport.skipped`` with the file,
-line number and reason, so callers can warn (or fail) with all problems listed.
+line number and reason (naming the bad field and value), so callers can warn (or fail) with all
+problems listed. Fields are separated by spaces, so a frame name cannot contain whitespace: the
+writers refuse such a name and the readers say so.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+from mickey_ros.utils.checks import check_file
+
+INTRINSICS_FIELDS = ("fx", "fy", "cx", "cy", "width", "height")
 
 
 @dataclass
@@ -23,10 +29,12 @@ class ParseReport:
     """Lines skipped while parsing: (file, 1-based line number, reason)."""
 
     skipped: list[tuple[str, int, str]] = field(default_factory=list)
+    frames: list[str] = field(default_factory=list)  # the frame name of each skipped line, or ''
 
-    def add(self, path: str | Path, line_no: int, reason: str) -> None:
-        """Record a skipped line."""
+    def add(self, path: str | Path, line_no: int, reason: str, frame: str = "") -> None:
+        """Record a skipped line (and the frame it was for, when the line names one)."""
         self.skipped.append((str(path), line_no, reason))
+        self.frames.append(frame)
 
     def summary(self, limit: int = 5) -> str:
         """One line per skipped entry (first ``limit``), for logs and CLI warnings."""
@@ -68,13 +76,60 @@ def _floats(tokens: list[str]) -> list[float] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
-def _text_lines(path: Path) -> list[str]:
+def _frame_name_problem(name: str) -> str | None:
+    if not name or any(c.isspace() for c in name):
+        return (f"frame name {name!r} cannot appear in a Map-free file (its fields are separated "
+                "by spaces, so a name must be non-empty without whitespace); rename the file")
+    return None
+
+
+def check_frame_name(name: str) -> str:
+    """``name`` if the Map-free text formats can hold it (no whitespace), else a ValueError."""
+    problem = _frame_name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+def _text_lines(path: Path, what: str) -> list[str]:
     """Lines of a UTF-8 text file; a binary or mis-encoded file is a ValueError naming it."""
+    check_file(path, what, (".txt",))
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not a UTF-8 text file ({err}); is it the right file?") \
             from None
+
+
+def _bad_intrinsics_value(name: str, text: str) -> str | None:
+    """Why one numeric field of an intrinsics line is unusable (naming it), or None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return f"{name} = {text!r} is not a number"
+    if not math.isfinite(value):
+        return f"{name} = {text} is not a finite number"
+    if name in ("fx", "fy") and value <= 0:
+        return f"{name} = {text} must be positive (focal length in pixels)"
+    if name in ("width", "height") and (value < 1 or value % 1):
+        return f"{name} = {text} must be a whole number of pixels >= 1"
+    return None
+
+
+def parse_intrinsics_line(line: str) -> tuple[str, CameraIntrinsics | str]:
+    """``(frame name, CameraIntrinsics)``, or ``(frame name, reason)`` naming the bad value."""
+    tokens = line.split()
+    name = " ".join(tokens[:-6]) if len(tokens) > 7 else tokens[0]
+    if len(tokens) > 7 and _floats(tokens[-6:]) is not None:  # a name with spaces in it
+        return name, str(_frame_name_problem(name))
+    if len(tokens) != 7:
+        return name, f"expected 'name fx fy cx cy width height' (7 fields), got {len(tokens)}"
+    for field_name, text in zip(INTRINSICS_FIELDS, tokens[1:]):
+        reason = _bad_intrinsics_value(field_name, text)
+        if reason:
+            return name, reason
+    fx, fy, cx, cy, width, height = (float(v) for v in tokens[1:])
+    return name, CameraIntrinsics(intrinsics_matrix(fx, fy, cx, cy), int(width), int(height))
 
 
 def read_intrinsics(
@@ -83,33 +138,59 @@ def read_intrinsics(
     """Parse an intrinsics file into ``{frame_path: CameraIntrinsics}``.
 
     Raises:
-        FileNotFoundError: if the file does not exist.
+        FileNotFoundError / IsADirectoryError: no file at ``path``.
         ValueError: if it is not UTF-8 text.
     """
     path = Path(path)
     report = ParseReport() if report is None else report
     out: dict[str, CameraIntrinsics] = {}
-    for line_no, line in enumerate(_text_lines(path), start=1):
+    for line_no, line in enumerate(_text_lines(path, "intrinsics file"), start=1):
         if "#" in line or not line.strip():
             continue
-        tokens = line.split()
-        values = _floats(tokens[1:]) if len(tokens) == 7 else None
-        if values is None:
-            report.add(
-                path, line_no, "expected 'name fx fy cx cy width height' with finite numbers"
-            )
-            continue
-        fx, fy, cx, cy, width, height = values
-        if fx <= 0 or fy <= 0 or width < 1 or height < 1 or width % 1 or height % 1:
-            report.add(path, line_no, "fx and fy must be positive, width and height whole pixels")
-            continue
-        if tokens[0] in out:
-            report.add(path, line_no, f"duplicate frame {tokens[0]!r}; keeping the first")
-            continue
-        out[tokens[0]] = CameraIntrinsics(
-            intrinsics_matrix(fx, fy, cx, cy), int(width), int(height)
-        )
+        name, parsed = parse_intrinsics_line(line)
+        if isinstance(parsed, str):
+            report.add(path, line_no, parsed, name)
+        elif name in out:
+            report.add(path, line_no, f"duplicate frame {name!r}; keeping the first", name)
+        else:
+            out[name] = parsed
     return out
+
+
+def _common_tail(name: str, image: Path) -> int:
+    """How many trailing path components an intrinsics line's name shares with ``image``."""
+    a, b = PurePosixPath(name).parts, image.parts
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+def lookup_intrinsics(path: str | Path, image: str | Path) -> CameraIntrinsics:
+    """The line of ``image`` in a Map-free intrinsics file: the name sharing the most trailing
+    path components with it (at least the file name).
+
+    Raises:
+        ValueError: the image's line is invalid (naming the line and the bad value), or there
+            is no line for it (listing the file's names; a name with whitespace cannot be in
+            the format at all).
+    """
+    path, image = Path(path), Path(image)
+    report = ParseReport()
+    table = read_intrinsics(path, report)
+    best = max(table, key=lambda name: _common_tail(name, image), default=None)
+    if best is not None and _common_tail(best, image):
+        return table[best]
+    for (_, line_no, reason), frame in zip(report.skipped, report.frames):
+        if frame and _common_tail(frame, image):
+            raise ValueError(f"{path}:{line_no}: the line for {image.name} is invalid: {reason}")
+    if any(c.isspace() for c in image.name):
+        check_frame_name(image.name)
+    hint = f" (skipped lines: {report.summary()})" if report.skipped else ""
+    raise ValueError(
+        f"no line for {image} in {path}; it has {sorted(table)[:6]}{hint}. "
+        "Name each image as in the file, or pass --ref-K/--query-K"
+    )
 
 
 def parse_pose_line(line: str, with_confidence: bool) -> PoseEntry | str:
@@ -146,7 +227,7 @@ def read_poses(
     report = ParseReport() if report is None else report
     entries: list[PoseEntry] = []
     seen: set[str] = set()
-    for line_no, line in enumerate(_text_lines(path), start=1):
+    for line_no, line in enumerate(_text_lines(path, "poses file"), start=1):
         if not line.strip() or "#" in line:
             continue
         parsed = parse_pose_line(line.strip(), with_confidence)
@@ -164,7 +245,7 @@ def format_pose_line(
     name: str, q_wxyz: np.ndarray, t: np.ndarray, confidence: float | None = None
 ) -> str:
     """One line in poses.txt format (or submission format when ``confidence`` is given)."""
-    fields = [name] + [f"{v:.6f}" for v in (*q_wxyz, *t)]
+    fields = [check_frame_name(name)] + [f"{v:.6f}" for v in (*q_wxyz, *t)]
     if confidence is not None:
         fields.append(repr(float(confidence)))
     return " ".join(fields)
@@ -180,6 +261,7 @@ def write_intrinsics(path: str | Path, intrinsics: dict[str, CameraIntrinsics]) 
     """Write an intrinsics.txt file in Map-free format."""
     lines = []
     for name, cam in intrinsics.items():
+        check_frame_name(name)
         K = cam.K
         lines.append(
             f"{name} {K[0, 0]:.6f} {K[1, 1]:.6f} {K[0, 2]:.6f} {K[1, 2]:.6f} "

@@ -39,15 +39,23 @@ from torch import Tensor
 
 from mickey_ros.model.config import MickeyConfig, mickey_vitl14
 from mickey_ros.model.mickey import MicKey
+from mickey_ros.utils.checks import check_file
 from mickey_ros.utils.config import ConfigError
 
 FORMAT_VERSION = 1
 BACKBONE_MARKER = "dinov2"  # official: every key containing it is stripped on save
 MAX_LISTED_KEYS = 12
+WEIGHT_SUFFIXES = (".ckpt", ".pth", ".pt")  # named when a directory is given instead of a file
+DEMO_NAME = "demo"  # the checkpoint name of the bundled model, in every entry point
+DEMO_CHECKPOINT = Path(__file__).parents[1] / "data" / "demo_model.ckpt"
 
 
 class CheckpointError(ValueError):
     """A checkpoint or weight file cannot be loaded into the requested model."""
+
+
+class UnusedWeightsWarning(UserWarning):
+    """A weight file was given that the checkpoint does not need (it carries its backbone)."""
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -235,10 +243,31 @@ _READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyE
                 AttributeError, IndexError, ImportError, OSError, struct.error, OverflowError)
 
 
+def resolve_checkpoint(checkpoint: str | Path) -> Path:
+    """The file a checkpoint argument names: ``'demo'`` is the bundled model, else the path.
+
+    Every entry point (CLI, node, ``RelativePoseEstimator.from_checkpoint``) loads through here,
+    so ``demo`` means the same everywhere (a file called ``demo`` is ``./demo``).
+
+    Raises:
+        FileNotFoundError: ``'demo'`` while the bundled file is missing (says how to get it).
+    """
+    if str(checkpoint) != DEMO_NAME:
+        return Path(checkpoint)
+    if not DEMO_CHECKPOINT.is_file():
+        raise FileNotFoundError(
+            f"the bundled demo model {DEMO_CHECKPOINT} is missing; reinstall mickey_ros or "
+            "train it with `mickey-train --config config/train/demo_cnn.yaml`, then "
+            "`--config config/train/demo_cnn_continue.yaml`, then "
+            "`config/train/demo_cnn_s5.yaml`, each with `--init` the weights before "
+            "(docs/demo_model.md)"
+        )
+    return DEMO_CHECKPOINT
+
+
 def _read_checkpoint(path: Path, map_location: Any = "cpu") -> Any:
     """Unpickle a torch file without executing foreign code (see module docstring)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    check_file(path, "checkpoint file", WEIGHT_SUFFIXES)
     corrupt = f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?)"
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -327,12 +356,13 @@ def _inject_backbone(state: dict[str, Tensor], model: MicKey, path: Path,
                      dinov2_weights: str | Path | None) -> list[str]:
     """Add the DINOv2 file's weights under the backbone prefix; returns its key problems."""
     prefix = f"compute_matches.extractor.{model.extractor.backbone_name}."
-    if model.config.backbone.arch == "conv":  # ours: no hub file; missing keys are listed later
-        return []
-    if any(BACKBONE_MARKER in k for k in state):
+    own_backbone = model.config.backbone.arch == "conv" or any(BACKBONE_MARKER in k
+                                                                for k in state)
+    if own_backbone:  # conv: no hub file exists; its missing keys are listed later
         if dinov2_weights is not None:
-            warnings.warn(f"{path} already contains the backbone weights; ignoring "
-                          f"{dinov2_weights}", stacklevel=3)
+            warnings.warn(f"{path.name} carries its own backbone weights: the DINOv2 weight "
+                          f"file {dinov2_weights} is not used", UnusedWeightsWarning,
+                          stacklevel=3)
         return []
     if dinov2_weights is None:
         arch = model.config.backbone.arch
@@ -364,8 +394,10 @@ def load_checkpoint(
     """Build a :class:`MicKey` from an official or mickey_ros checkpoint (strict, in eval mode).
 
     Args:
-        path: ``mickey.ckpt`` (official Lightning file) or a file from :func:`save_checkpoint`.
-        dinov2_weights: DINOv2 hub weight file, required when the checkpoint has no backbone.
+        path: ``mickey.ckpt`` (official Lightning file), a file from :func:`save_checkpoint`, or
+            ``'demo'`` (the bundled model, :func:`resolve_checkpoint`).
+        dinov2_weights: DINOv2 hub weight file, required when the checkpoint has no backbone;
+            must exist when given (a warning says when the checkpoint does not use it).
         model_config: architecture; default: the embedded one, else ``mickey_vitl14()``.
         map_location: device the model is built on.
         backbone_precision: override of ``config.backbone_precision`` (applied lazily, so the
@@ -378,7 +410,9 @@ def load_checkpoint(
         CheckpointError: unreadable file, or keys/shapes that do not match (one error listing all
             of them and naming the file at fault); ``UnsafeCheckpointError`` for code in the file.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
+    if dinov2_weights is not None:  # a file given must exist, even where it is not needed
+        check_file(dinov2_weights, "DINOv2 weight file", WEIGHT_SUFFIXES)
     ckpt = _read_checkpoint(path, map_location)
     state = _strip_wrapper_prefix(_state_dict_of(ckpt, path))
     config = model_config or _embedded_config(ckpt, path) or mickey_vitl14()

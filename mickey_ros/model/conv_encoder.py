@@ -1,7 +1,7 @@
 """Convolutional encoder for the CPU demo model: the ViT's (B, C, H/14, W/14) grid from a small CNN.
 
 Ours, not in MicKey. A 4-layer ViT trained from scratch on a CPU learned little monocular depth
-(docs/training.md); a CNN with pixel-coordinate input channels learns the depth of a fixed camera
+(docs/demo_model.md); a CNN with pixel-coordinate input channels learns the depth of a fixed camera
 rig (largely a function of the image row) in minutes. It replaces ``dinov2_<arch>`` when
 ``config.backbone.arch == 'conv'``; the heads, matcher and checkpoint layout are unchanged.
 

@@ -89,7 +89,7 @@ def correspondence_probabilities(match_probs: Tensor, scores_ref: Tensor,
 
     >>> P = correspondence_probabilities(torch.ones(1, 2, 2), torch.tensor([[0.25, 0.75]]),
     ...                                  torch.tensor([[1.0, 0.0]]))
-    >>> P.tolist()
+    >>> P.tolist()  # exact: products of 1, 0.25, 0.75 and 0
     [[[0.25, 0.0], [0.75, 0.0]]]
     """
     dims = check_shape(match_probs, "B N0 N1", "match_probs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,11 @@ class DiagnosticEntry:
 
 
 class RateMeter:
-    """Message rate over a sliding time window (stamps are receive times in ns)."""
+    """Message rate over a sliding time window of receive times in ns.
+
+    The node ticks it with ``time.monotonic_ns()``: under sim time at another playback rate the
+    ROS clock is not seconds, and it moves in /clock steps (issue 28).
+    """
 
     def __init__(self, window_s: float = 5.0) -> None:
         self.window_ns = int(window_s * 1e9)
@@ -54,7 +59,7 @@ class RateMeter:
 
         >>> meter = RateMeter(window_s=1.0)
         >>> for k in range(11): meter.tick(k * 100_000_000)
-        >>> meter.rate_hz(1_000_000_000)
+        >>> round(meter.rate_hz(1_000_000_000), 6)
         10.0
         """
         self._trim(now_ns)
@@ -132,6 +137,36 @@ def keyframe_entry(
     values = {"frame_id": reference_frame_id, "age_s": f"{age_s:.1f}", "source": source or ""}
     message = f"set from {source}, {age_s:.0f} s old"
     return DiagnosticEntry("reference keyframe", OK, message, values)
+
+
+def library_entry(root: str, usable: int, on_disk: int, last: Any = None) -> DiagnosticEntry:
+    """Keyframe library mode: size, skipped keyframes and the keyframe the last frame used.
+
+    Args:
+        root: the library directory.
+        usable: keyframes loaded; ``on_disk``: keyframes its manifest names.
+        last: the last frame's ``mickey_ros.keyframes.Localization`` (None before one).
+    """
+    values = {"library": root, "keyframes": str(usable), "skipped": str(on_disk - usable),
+              "keyframe": "", "selection": "", "confidence": "", "runner_up": "",
+              "runner_up_confidence": ""}
+    if last is not None and last.keyframe is not None:
+        values.update(keyframe=last.keyframe.id, selection=last.mode,
+                      confidence=f"{last.estimate.confidence:.1f}", runner_up=last.runner_up_id,
+                      runner_up_confidence=f"{last.runner_up_confidence:.1f}")
+    name = "reference keyframe"
+    if usable == 0:
+        return DiagnosticEntry(name, ERROR, f"keyframe library {root} has no usable keyframe: "
+                               "build one (mickey-ros keyframes build) or call "
+                               "~/capture_keyframe", values)
+    used = (f"; last frame: {values['keyframe']} ({values['selection']}), runner-up "
+            f"{values['runner_up'] or '-'} at {values['runner_up_confidence'] or '0'}"
+            if values["keyframe"] else "")
+    if usable < on_disk:
+        return DiagnosticEntry(name, WARN, f"library {root}: {on_disk - usable} of {on_disk} "
+                               "keyframes skipped (missing or corrupt files, see the log)" + used,
+                               values)
+    return DiagnosticEntry(name, OK, f"library {root}: {usable} keyframes" + used, values)
 
 
 def quality_entry(stats: SessionStats, dropped: int, min_confidence: float) -> DiagnosticEntry:

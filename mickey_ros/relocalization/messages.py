@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mickey_ros.mapfree.files import CameraIntrinsics
-from mickey_ros.utils.images import ImageError
+from mickey_ros.utils.images import ImageError, check_complete_jpeg
 
 if TYPE_CHECKING:
     from mickey_ros.relocalization.session import SessionResult
@@ -242,12 +242,18 @@ def _compressed_image_to_rgb(msg: Any) -> np.ndarray:
     if "compressedDepth" in fmt:
         raise ImageError(f"compressed image format {fmt!r} is a depth image; subscribe to colour")
     data = _as_uint8(msg.data)
-    if data.size == 0:
-        raise ImageError(f"compressed image ({fmt!r}) has no data")
+    _check_compressed_payload(data, fmt)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # always 8-bit, 3 channels
     if bgr is None:
         raise ImageError(f"cannot decode {data.size} bytes of compressed image format {fmt!r}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_compressed_payload(data: np.ndarray, fmt: str) -> None:
+    if data.size == 0:
+        raise ImageError(f"compressed image ({fmt!r}) has no data")
+    check_complete_jpeg(data.tobytes(), f"message ({fmt!r})",
+                        "the camera driver or the network cut it off; the frame is skipped")
 
 
 def check_image_msg(msg: Any) -> None:
@@ -257,8 +263,7 @@ def check_image_msg(msg: Any) -> None:
     node runs it before cv_bridge, whose errors on malformed buffers are less specific.
     """
     if hasattr(msg, "format"):
-        if _as_uint8(msg.data).size == 0:
-            raise ImageError(f"compressed image ({msg.format!r}) has no data")
+        _check_compressed_payload(_as_uint8(msg.data), str(msg.format))
         return
     _, bytes_per_pixel = _encoding_layout(str(msg.encoding))
     _packed_pixels(msg, bytes_per_pixel)

@@ -24,7 +24,7 @@ import yaml
 from mickey_ros.relocalization.session import TF_MODES, SessionConfig
 from mickey_ros.utils.config import ConfigError, config_from_dict
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "auto")  # mickey_ros.estimator.relative_pose.PRECISIONS
 BACKENDS = ("torch", "onnxruntime", "tensorrt")  # mickey_ros.estimator.backends.BACKENDS
 AUTOCAST = ("", "fp16", "bf16")  # mickey_ros.estimator.backends.AUTOCAST ('' = off)
 CAMERA_INFO_MODES = ("sync", "latest")
@@ -51,7 +51,12 @@ class ModelParams:
     config: str = _param("", "Model factory in mickey_ros.model.config (e.g. mickey_tiny) for "
                          "RANDOM weights when checkpoint is '': launch tests only")
     device: str = _param("cuda", "Torch device: cuda, cuda:1 or cpu")
-    precision: str = _param("fp32", "Backbone precision", choices=PRECISIONS)
+    precision: str = _param("fp32", "Backbone precision; auto = bf16 backbone and heads on a CPU "
+                            "with bf16 matrix units, fp16 on CUDA, else fp32 "
+                            "(docs/deployment.md#precision)", choices=PRECISIONS)
+    threads: int = _param(0, "CPU threads of torch and ONNX Runtime (process-wide); 0 = auto: 1 "
+                          "for small models, half the cores for ViT (docs/performance.md#threads)",
+                          range=(0, 256))
     input_width: int = _param(0, "Network input width in px (0 = image width); K is rescaled",
                               range=(0, 4096))
     input_height: int = _param(0, "Network input height in px (0 = image height)", range=(0, 4096))
@@ -150,6 +155,24 @@ class GateParams:
 
 
 @dataclass(frozen=True)
+class KeyframesParams:
+    """Keyframe library mode (docs/keyframes.md); selection settings are dynamic."""
+
+    library: str = _param("", "Keyframe library directory (mickey-ros keyframes build): localise "
+                          "in the map against its best keyframes; created empty if missing; '' = "
+                          "single-keyframe mode")
+    k: int = _param(3, "Library: keyframes MicKey runs against per live frame (one batch)",
+                    range=(1, 64), dynamic=True)
+    retrieval: bool = _param(True, "Library: appearance retrieval when there is no usable pose "
+                             "prior (start-up, lost, kidnapped)", dynamic=True)
+    prior_radius_m: float = _param(3.0, "Library: keyframes farther than this from the pose "
+                                   "prior are not tried, metres", range=(1e-3, 1e4), dynamic=True)
+    recheck_interval: int = _param(0, "Library: while tracking, frames between full top-k "
+                                   "checks (0 = full check every frame)", range=(0, 10000),
+                                   dynamic=True)
+
+
+@dataclass(frozen=True)
 class NodeParams:
     """Every parameter of the relocalize node (``ros2 param describe`` shows the descriptions)."""
 
@@ -161,6 +184,7 @@ class NodeParams:
     reference: ReferenceParams = field(default_factory=ReferenceParams)
     output: OutputParams = field(default_factory=OutputParams)
     gate: GateParams = field(default_factory=GateParams)
+    keyframes: KeyframesParams = field(default_factory=KeyframesParams)
 
     def validate(self) -> NodeParams:
         """Check choices and ranges (ROS checks ranges itself; YAML in replay does not)."""
@@ -358,6 +382,8 @@ LAUNCH_ARGUMENTS = (
               choices=("", *TF_MODES)),
     LaunchArg("use_compressed", "", "Subscribe to <image_topic>/compressed",
               parameter="input.use_compressed", choices=("", "true", "false")),
+    LaunchArg("keyframes", "", "Keyframe library directory (library mode)",
+              parameter="keyframes.library"),
 )
 
 

@@ -279,10 +279,12 @@ class RelocalizationSession:
         if problem is not None:
             return problem
         if estimate.inlier_ratio < self.config.min_confidence:
+            # two different counts: the soft-inlier sum the ratio is made of, and the hard
+            # count that ~/estimate's num_inliers carries (issue 28)
             return (
                 f"low confidence: inlier ratio {estimate.inlier_ratio:.3f} < min_confidence "
-                f"{self.config.min_confidence:.3f} ({estimate.confidence:.0f}/"
-                f"{estimate.num_samples} soft inliers)"
+                f"{self.config.min_confidence:.3f} (soft-inlier sum {estimate.confidence:.0f} of "
+                f"{estimate.num_samples} sampled matches; hard inlier count {estimate.num_inliers})"
             )
         return None
 
@@ -326,7 +328,8 @@ class RelocalizationSession:
 
         Args:
             frame: the live image, its K (original resolution; the estimator resizes) and header.
-            now_ns: current time of the caller's clock (sim time under replay), for ``e2e_ms``.
+            now_ns: the frame's stamp plus its age now, for ``e2e_ms`` (the node measures the
+                age on a steady clock, the replay takes the decode time).
             T_odom_camera: (4, 4) pose of the live camera optical frame in odom at the image
                 stamp; needed only by ``tf_mode: map_to_odom``.
         """

@@ -1,7 +1,7 @@
 """Offline rosbag replay through the node's own session and message code.
 
 ``run`` (the replay loop and ``main``), ``replay_io`` (its inputs and output files),
-``tf_buffer`` (a tf2-like buffer for ground truth), ``trajectory_metrics``.
+``trajectory_metrics``; the tf2-like buffer for ground truth is ``mickey_ros.bags.tf_buffer``.
 """
 
 from mickey_ros.replay.run import ReplayConfig, ReplayResult, main, replay

@@ -38,7 +38,7 @@ from mickey_ros.relocalization.session import (
     SessionResult,
     StampedTransform,
 )
-from mickey_ros.replay.tf_buffer import TfBuffer, TfLookupError
+from mickey_ros.bags.tf_buffer import TfBuffer, TfLookupError
 from mickey_ros.utils.images import ImageError, load_rgb
 
 log = logging.getLogger(__name__)

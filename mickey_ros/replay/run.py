@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mickey_ros.bags.reader import BagReader, ReadIssues
 from mickey_ros.estimator.result import PoseEstimator
+from mickey_ros.keyframes.localizer import LocalizerConfig
+from mickey_ros.keyframes.session import open_library_session
 from mickey_ros.relocalization.params import NodeParams, build_estimator
 from mickey_ros.relocalization.session import Frame, RelocalizationSession, SessionResult
 from mickey_ros.replay.replay_io import (
@@ -32,10 +36,11 @@ from mickey_ros.replay.replay_io import (
     default_info_topic,
     load_reference_image,
 )
-from mickey_ros.replay.tf_buffer import TfBuffer, TfLookupError
+from mickey_ros.bags.tf_buffer import TfBuffer, TfLookupError
 from mickey_ros.replay.trajectory_metrics import (
     FrameRecord,
     format_summary,
+    partial_note,
     plot_report,
     pose_errors,
     summarize,
@@ -44,6 +49,7 @@ from mickey_ros.replay.trajectory_metrics import (
 )
 from mickey_ros.utils.config import config_to_dict
 from mickey_ros.utils.images import ImageError
+from mickey_ros.utils.outputs import publish_directory, staging_path
 
 log = logging.getLogger(__name__)
 STORAGES = ("sqlite3", "mcap")
@@ -65,6 +71,8 @@ class ReplayConfig:
     reference_frame_index: int = -1  # use the N-th live frame as keyframe (-1 = off)
     reference_image: str = ""  # keyframe image file ('' = off)
     reference_intrinsics: tuple[float, ...] = ()  # fx fy cx cy of reference_image ('' = live K)
+    keyframes: str = ""  # keyframe library directory: library mode (docs/keyframes.md; '' = off)
+    keyframes_options: LocalizerConfig = field(default_factory=LocalizerConfig)  # library mode
     every: int = 1  # process every N-th live frame
     max_frames: int = 0  # stop after this many processed frames (0 = all)
     node: NodeParams = field(default_factory=NodeParams)  # the node's parameters
@@ -82,12 +90,12 @@ class ReplayConfig:
 
     def __post_init__(self) -> None:
         sources = [bool(self.reference_topic), self.reference_frame_index >= 0,
-                   bool(self.reference_image)]
+                   bool(self.reference_image), bool(self.keyframes)]
         if sum(sources) != 1:
             raise ValueError(
                 "choose exactly one keyframe source: reference_topic (--reference-topic), "
-                "reference_frame_index (--reference-frame-index) or reference_image "
-                f"(--reference-image); got {sum(sources)}"
+                "reference_frame_index (--reference-frame-index), reference_image "
+                f"(--reference-image) or keyframes (--keyframes); got {sum(sources)}"
             )
         if self.every < 1 or self.max_frames < 0:
             raise ValueError(f"every must be >= 1 and max_frames >= 0, got {self.every}, "
@@ -129,16 +137,27 @@ class ReplayResult:
         return "\n".join(lines)
 
 
-def default_output(cfg: ReplayConfig, bag: Path) -> Path:
-    """``<bag>-replay-<model>-<tf_mode>`` next to the input bag, or the first free variant.
+def _recording(bag: Path) -> Path:
+    """The recording ``bag`` names: its rosbag2 directory for a storage file inside one."""
+    bag = bag.resolve()  # '.' inside a bag directory names that directory
+    if bag.is_file() and (bag.parent / "metadata.yaml").is_file():
+        return bag.parent
+    return bag
 
-    If that bag exists (an earlier replay) and ``cfg.overwrite`` is off, the first free
-    ``<name>-2``, ``<name>-3``, ... is chosen, so a second replay never collides.
+
+def default_output(cfg: ReplayConfig, bag: Path) -> Path:
+    """``<recording>-replay-<model>-<tf_mode>`` beside the input recording, or the first free one.
+
+    Beside, never inside: for a ``.mcap``/``.db3`` file of a rosbag2 directory the output goes
+    next to that directory, not into it. If that bag exists (an earlier replay) and
+    ``cfg.overwrite`` is off, the first free ``<name>-2``, ``<name>-3``, ... is chosen, so a
+    second replay never collides.
     """
     model = cfg.node.model
     tag = Path(model.checkpoint).stem if model.checkpoint else (model.config or "custom")
-    stem = bag.name.removesuffix(".mcap")
-    out = bag.parent / f"{stem}-replay-{tag}-{cfg.node.output.tf_mode}"
+    recording = _recording(bag)
+    stem = recording.name.removesuffix(".mcap").removesuffix(".db3")
+    out = recording.parent / f"{stem}-replay-{tag}-{cfg.node.output.tf_mode}"
     number = 2
     while not cfg.overwrite and out.exists():
         out = out.with_name(f"{stem}-replay-{tag}-{cfg.node.output.tf_mode}-{number}")
@@ -193,11 +212,29 @@ class _Replayer:
             except ValueError as err:
                 self.bag.issues.add(f"{m.topic} @ {m.log_time_ns / 1e9:.3f} s", str(err))
         if self.cfg.ground_truth_tf:
+            self._check_ground_truth_frames()
             self.gt = GroundTruth(self.tf, self.cfg.world_frame, self.cfg.camera_frame)
+            if self.cfg.keyframes:  # library poses are in the map: the world frame is the map
+                self.gt.T_world_ref = np.eye(4)
+
+    def _check_ground_truth_frames(self) -> None:
+        """Refuse a world/camera frame the recorded TF never names, before any frame is run."""
+        known = self.tf.frames
+        for field_name, flag, frame in (("world_frame", "--world", self.cfg.world_frame),
+                                        ("camera_frame", "--camera-frame",
+                                         self.cfg.camera_frame)):
+            if frame and frame.lstrip("/") not in known:
+                raise ValueError(
+                    f"ground-truth {field_name} {frame!r} ({flag}) is not in the bag's TF; "
+                    f"its frames are {sorted(known)}; pass one of them")
 
     def start_session(self, estimator: PoseEstimator | None) -> None:
         """Load the model (after the bag was checked: a wrong topic fails before a long load)."""
         estimator = estimator or build_estimator(self.cfg.node, warn=log.warning)
+        if self.cfg.keyframes:
+            self.session = open_library_session(self.cfg.keyframes, estimator, self.cfg.node,
+                                                self.cfg.keyframes_options, log.warning)
+            return
         self.session = RelocalizationSession(estimator, self.cfg.node.session_config())
 
     def frame(self, m: Any) -> Frame | None:
@@ -268,11 +305,15 @@ class _Replayer:
         est = result.estimate
         rec = FrameRecord(
             stamp_ns=result.stamp_ns, valid=result.has_pose, published=result.publish,
-            T_ref_query=result.relative.T_parent_child if result.has_pose else None,
+            T_ref_query=(result.pose if self.cfg.keyframes else result.relative).T_parent_child
+            if result.has_pose else None,  # library mode: the live camera in the map
             confidence=float(est.confidence), inlier_ratio=float(est.inlier_ratio),
             num_inliers=int(est.num_inliers), inference_ms=result.inference_ms,
             e2e_ms=result.e2e_ms, reason=result.status,
         )
+        last = getattr(self.session, "last", None)  # library mode: the keyframe used
+        if last is not None and last.keyframe is not None:
+            rec.keyframe, rec.runner_up_confidence = last.keyframe.id, last.runner_up_confidence
         if self.gt is not None:
             T_gt, reason = self.gt.relative(frame)
             if reason:
@@ -314,14 +355,28 @@ class _Replayer:
         return True
 
 
-def _prepare_output(cfg: ReplayConfig, out: Path) -> None:
+def _is_bag(path: Path) -> bool:
+    return (path / "metadata.yaml").is_file()
+
+
+def _check_output(cfg: ReplayConfig, out: Path) -> None:
+    """Before the work: an existing ``out`` is replaced (at the end) only with ``overwrite``."""
     if not out.exists():
         return
     if not cfg.overwrite:
         raise FileExistsError(f"output bag {out} exists; remove it or pass --overwrite")
-    if not (out / "metadata.yaml").exists():
+    if not _is_bag(out):
         raise FileExistsError(f"{out} exists and is not a rosbag2 directory; not overwriting it")
-    shutil.rmtree(out)
+
+
+def _publish(cfg: ReplayConfig, staging: Path, out: Path, default: bool, bag: Path) -> Path:
+    """Move the closed output bag into place; a default name taken meanwhile gets the next one."""
+    try:
+        return publish_directory(staging, out, replace=cfg.overwrite, replaceable=_is_bag)
+    except FileExistsError:
+        if not default or cfg.overwrite:
+            raise
+        return publish_directory(staging, default_output(cfg, bag), replaceable=_is_bag)
 
 
 def _write_files(cfg: ReplayConfig, result: ReplayResult, title: str) -> None:
@@ -334,17 +389,21 @@ def _write_files(cfg: ReplayConfig, result: ReplayResult, title: str) -> None:
     if cfg.csv:
         result.files["csv"] = write_csv(Path(cfg.csv), records)
     if cfg.plot:
+        partial = partial_note(len(records), result.interrupted, cfg.max_frames,
+                               result.read_issues.stopped)
         result.files["plot"] = plot_report(Path(cfg.plot), records, title,
-                                           cfg.node.gate.min_confidence)
+                                           cfg.node.gate.min_confidence, partial)
 
 
 def replay(
     cfg: ReplayConfig, bag: Path, out: Path | None = None, estimator: PoseEstimator | None = None
 ) -> ReplayResult:
     """Replay ``bag`` through a relocalisation session; see ``main``. Returns everything made."""
+    default = out is None
     bag, out = Path(bag), Path(out) if out is not None else default_output(cfg, Path(bag))
     log.info("replay %s -> %s with %s", bag, out, config_to_dict(cfg))
-    _prepare_output(cfg, out)
+    _check_output(cfg, out)
+    staging = staging_path(out)  # unique to this process: concurrent replays never share it
     with BagReader(bag) as reader:
         run = _Replayer(cfg, reader)
         run.resolve_topics()
@@ -359,10 +418,16 @@ def replay(
         elif cfg.reference_frame_index >= 0:
             run.reference_from_frames()
         start = time.perf_counter()
-        with OutputWriter(out, cfg, reader.default_typestore, reader.start_time_ns) as writer:
-            writer.write_anchor(run.session)
-            finished = run.run(writer)
+        try:
+            with OutputWriter(staging, cfg, reader.default_typestore,
+                              reader.start_time_ns) as writer:
+                writer.write_anchor(run.session)
+                finished = run.run(writer)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # nothing half-written under any name
+            raise
         elapsed = time.perf_counter() - start
+    out = _publish(cfg, staging, out, default, bag)  # closed: complete, or partial after Ctrl-C
     result = ReplayResult(
         out_bag=out, records=run.records, summary=summarize(run.records),
         read_issues=reader.issues, frame_issues=run.frame_issues, tf_issues=run.tf_issues,

@@ -45,6 +45,8 @@ class FrameRecord:
     T_ref_query_gt: np.ndarray | None = None  # (4, 4) ground truth; None without TF
     t_err_m: float = math.nan  # NaN unless valid and ground truth known
     r_err_deg: float = math.nan
+    keyframe: str = ""  # library mode: the keyframe used ('' = none, or single-keyframe mode)
+    runner_up_confidence: float = math.nan  # library mode: the second-best keyframe's confidence
 
 
 def pose_errors(T_ref_query: np.ndarray, T_ref_query_gt: np.ndarray) -> tuple[float, float]:
@@ -168,6 +170,7 @@ def write_tum(path: Path, records: list[FrameRecord], ground_truth: bool = False
 CSV_COLUMNS = (
     "stamp_ns", "valid", "published", "tx", "ty", "tz", "qx", "qy", "qz", "qw", "confidence",
     "inlier_ratio", "num_inliers", "inference_ms", "e2e_ms", "t_err_m", "r_err_deg", "reason",
+    "keyframe", "runner_up_confidence",
 )
 
 
@@ -185,62 +188,134 @@ def write_csv(path: Path, records: list[FrameRecord]) -> Path:
                 r.stamp_ns, int(r.valid), int(r.published), *pose, f"{r.confidence:.3f}",
                 f"{r.inlier_ratio:.4f}", r.num_inliers, f"{r.inference_ms:.2f}", f"{r.e2e_ms:.2f}",
                 "" if math.isnan(r.t_err_m) else f"{r.t_err_m:.4f}",
-                "" if math.isnan(r.r_err_deg) else f"{r.r_err_deg:.3f}", r.reason,
+                "" if math.isnan(r.r_err_deg) else f"{r.r_err_deg:.3f}", r.reason, r.keyframe,
+                "" if math.isnan(r.runner_up_confidence) else f"{r.runner_up_confidence:.3f}",
             ])
     return path
 
 
+def partial_note(processed: int, interrupted: bool, max_frames: int = 0,
+                 read_stopped: str | None = None) -> str:
+    """Why a replay covers only part of its bag, for ``plot_report``'s ``partial`` ('' if whole).
+
+    Args:
+        processed: frames processed.
+        interrupted: Ctrl-C ended the run.
+        max_frames: the ``--max-frames`` limit (0: none).
+        read_stopped: why reading the bag stopped early (``ReadIssues.stopped``), e.g. a
+            truncated file.
+
+    >>> partial_note(27, True)
+    'interrupted (Ctrl-C) after 27 frames'
+    >>> partial_note(40, False, max_frames=40), partial_note(40, False, max_frames=100)
+    ('stopped at --max-frames 40', '')
+    """
+    if interrupted:
+        return f"interrupted (Ctrl-C) after {processed} frames"
+    if read_stopped:
+        return f"the bag could be read only in part ({processed} frames): {read_stopped}"
+    if max_frames and processed >= max_frames:
+        return f"stopped at --max-frames {max_frames}"
+    return ""
+
+
+T_COLOUR, R_COLOUR = "tab:red", "tab:purple"  # translation: left axis; rotation: right axis
+MIN_TIME_SPAN_S = 1.0  # a short run's time axis still reads 0, 0.2, ... 1 s, not 0.0000 ...
+PARTIAL_COLOUR = "tab:orange"
+
+
 def plot_report(
-    path: Path, records: list[FrameRecord], title: str = "", min_confidence: float | None = None
+    path: Path, records: list[FrameRecord], title: str = "", min_confidence: float | None = None,
+    partial: str = "",
 ) -> Path:
     """Write ``report_figure`` as a PNG; returns ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    report_figure(records, title, min_confidence).savefig(path, dpi=110)
+    report_figure(records, title, min_confidence, partial).savefig(path, dpi=110)
     return path
 
 
 def report_figure(
-    records: list[FrameRecord], title: str = "", min_confidence: float | None = None
+    records: list[FrameRecord], title: str = "", min_confidence: float | None = None,
+    partial: str = "",
 ) -> Any:
     """The report: trajectory top view, errors over time, confidence over time.
 
-    Readable on its own: each panel has a title, axes with units and a legend. The top view is
-    the x-z plane of the reference camera (x right, z forward) with the estimated query camera
-    positions (published, and hollow where the gate held them back) and the ground truth; the
-    error panel shows the model's translation and rotation errors beside the no-motion baseline
-    (identity pose) and the 25 cm / 5 deg thresholds; the confidence panel shows the inlier
-    ratio and the gate.
+    Readable on its own: each panel has a title, axes with units and a legend below it (never
+    over the data). The top view is the x-z plane of the reference camera (x right, z forward)
+    with the estimated query camera positions (published, and hollow where the gate held them
+    back) and the ground truth; the error panel shows the model's translation (left axis, red)
+    and rotation (right axis, purple) errors beside the no-motion baseline (identity pose) and
+    the 25 cm / 5 deg thresholds, each labelled on its own axis; the confidence panel shows the
+    inlier ratio and the gate.
 
     Args:
         records: the replay's frames.
         title: the figure title (e.g. bag, model and tf_mode).
         min_confidence: the gate's inlier-ratio threshold, drawn when given.
+        partial: why the run covers only part of the bag (interrupted, ``--max-frames``, a
+            truncated bag); '' for a whole run. Shown in the title and at the last frame.
 
     Returns:
         The matplotlib ``Figure`` (no pyplot state: safe in threads and tests).
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(14, 4.6), layout="constrained")
+    fig = Figure(figsize=(14, 5.6), layout="constrained")
     top, err, conf = fig.subplots(1, 3)
     t0 = records[0].stamp_ns if records else 0
     time_s = np.array([(r.stamp_ns - t0) / 1e9 for r in records])
     _plot_top_view(top, records)
     _plot_errors(err, records, time_s)
-    ratio = np.array([r.inlier_ratio for r in records])
-    published = np.array([r.published for r in records], dtype=bool)
-    conf.plot(time_s, ratio, "-", color="tab:green", label="inlier ratio (every frame)")
-    conf.plot(time_s[published], ratio[published], "o", ms=3, color="tab:blue",
-              label="published (passed the gate)")
-    if min_confidence is not None:
-        conf.axhline(min_confidence, color="k", ls="--", lw=0.8,
-                     label=f"gate: min_confidence {min_confidence:g}")
-    conf.set(xlabel="time since first frame (s)", ylabel="inlier ratio (soft inliers / samples)",
-             title="confidence and quality gate", ylim=(0, None))
-    conf.legend(fontsize=8)
-    if title:
+    _plot_confidence(conf, records, time_s, min_confidence)
+    for ax in (err, conf):
+        _time_axis(ax, time_s, partial)
+    if partial:
+        fig.suptitle(f"{title}\nPARTIAL RUN: {partial}" if title else f"PARTIAL RUN: {partial}",
+                     color=PARTIAL_COLOUR)
+    elif title:
         fig.suptitle(title)
     return fig
+
+
+def _legend_below(ax, handles: list | None = None) -> None:
+    """The legend under the axes (in two columns), where it cannot cover a curve."""
+    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, ncol=2, frameon=False,
+              loc="upper center", bbox_to_anchor=(0.5, -0.14))
+
+
+def _time_axis(ax, time_s: np.ndarray, partial: str) -> None:
+    """0 to the last frame (at least ``MIN_TIME_SPAN_S``) in about 6 round ticks.
+
+    A partial run's last frame is marked.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    end = float(time_s.max()) if len(time_s) else 0.0
+    span = max(end, MIN_TIME_SPAN_S)
+    ax.set_xlim(-0.02 * span, span)  # a margin: the first frame's marker is not cut in half
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    ax.set_xlabel("time since first frame (s)")
+    if partial and len(time_s):
+        ax.axvline(end, color=PARTIAL_COLOUR, lw=1.5)
+        ax.annotate("run stopped", (end, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(-3, -3), textcoords="offset points", ha="right", va="top",
+                    color=PARTIAL_COLOUR, fontsize=8)
+
+
+def _plot_confidence(ax, records: list[FrameRecord], time_s: np.ndarray,
+                     min_confidence: float | None) -> None:
+    ratio = np.array([r.inlier_ratio for r in records])
+    published = np.array([r.published for r in records], dtype=bool)
+    ax.plot(time_s, ratio, "-", color="tab:green", label="inlier ratio (every frame)")
+    ax.plot(time_s[published], ratio[published], "o", ms=3, color="tab:blue",
+            label="published (passed the gate)")
+    if min_confidence is not None:
+        ax.axhline(min_confidence, color="k", ls="--", lw=0.8,
+                   label=f"gate: min_confidence {min_confidence:g}")
+    ax.set(ylabel="inlier ratio (soft inliers / samples)", title="confidence and quality gate",
+           ylim=(0, None))
+    _legend_below(ax)
 
 
 def _plot_top_view(ax, records: list[FrameRecord]) -> None:
@@ -261,32 +336,52 @@ def _plot_top_view(ax, records: list[FrameRecord]) -> None:
            ylabel="z (m, forward of the reference camera)",
            title="query camera position, top view")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.legend(fontsize=8)
+    _legend_below(ax)
+
+
+def _colour_axis(ax, side: str, colour: str) -> None:
+    """Label, ticks and spine of one y axis in its curves' colour."""
+    ax.yaxis.label.set_color(colour)
+    ax.tick_params(axis="y", colors=colour)
+    ax.spines[side].set_color(colour)
+
+
+def _threshold(ax, value: float, colour: str, ls: str, label: str, side: str) -> Any:
+    """A threshold line with its value written at its end on its own axis' side."""
+    line = ax.axhline(value, color=colour, ls=ls, lw=1.2, label=f"{label} threshold")
+    x, ha = (0.01, "left") if side == "left" else (0.99, "right")
+    ax.annotate(label, (x, value), xycoords=("axes fraction", "data"), xytext=(0, 2),
+                textcoords="offset points", ha=ha, va="bottom", color=colour, fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+    return line
 
 
 def _plot_errors(ax, records: list[FrameRecord], time_s: np.ndarray) -> None:
-    """Translation error (left axis, m) and rotation error (right axis, deg), with baselines."""
+    """Translation error (left axis, m, red) and rotation error (right axis, deg, purple).
+
+    With the no-motion baselines and the thresholds (dash-dot: 25 cm, labelled on the left;
+    dotted: 5 deg, labelled on the right).
+    """
     t_err = np.array([r.t_err_m for r in records])
     r_err = np.array([r.r_err_deg for r in records])
-    has_gt = [r.T_ref_query_gt is not None for r in records]
     still = np.full((len(records), 2), np.nan)
     for k, r in enumerate(records):
-        if has_gt[k]:
+        if r.T_ref_query_gt is not None:
             still[k] = no_motion_errors(r.T_ref_query_gt)
-    lines = ax.plot(time_s, t_err, ".-", color="tab:red", label="translation error (m)")
-    lines += ax.plot(time_s, still[:, 0], "--", color="tab:red", alpha=0.5,
+    lines = ax.plot(time_s, t_err, ".-", color=T_COLOUR, label="translation error (m)")
+    lines += ax.plot(time_s, still[:, 0], "--", color=T_COLOUR, alpha=0.5,
                      label="translation, no-motion baseline (m)")
-    lines.append(ax.axhline(T_THRESHOLD_M, color="tab:red", ls=":", lw=0.8,
-                            label=f"{T_THRESHOLD_M * 100:g} cm threshold"))
-    ax.set(xlabel="time since first frame (s)", ylabel="translation error (m)",
-           title="error against ground truth (lower is better)")
-    if len(time_s):
-        ax.set_xlim(time_s.min(), max(time_s.max(), 1e-3))
+    lines.append(_threshold(ax, T_THRESHOLD_M, T_COLOUR, "-.", f"{T_THRESHOLD_M * 100:g} cm",
+                            "left"))
+    ax.set(ylabel="translation error (m)", title="error against ground truth (lower is better)")
     right = ax.twinx()
-    lines += right.plot(time_s, r_err, ".-", color="tab:purple", label="rotation error (deg)")
-    lines += right.plot(time_s, still[:, 1], "--", color="tab:purple", alpha=0.5,
+    lines += right.plot(time_s, r_err, ".-", color=R_COLOUR, label="rotation error (deg)")
+    lines += right.plot(time_s, still[:, 1], "--", color=R_COLOUR, alpha=0.5,
                         label="rotation, no-motion baseline (deg)")
-    lines.append(right.axhline(R_THRESHOLD_DEG, color="tab:purple", ls=":", lw=0.8,
-                               label=f"{R_THRESHOLD_DEG:g} deg threshold"))
+    lines.append(_threshold(right, R_THRESHOLD_DEG, R_COLOUR, ":", f"{R_THRESHOLD_DEG:g} deg",
+                            "right"))
     right.set_ylabel("rotation error (deg)")
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper left")
+    _colour_axis(ax, "left", T_COLOUR)
+    _colour_axis(right, "right", R_COLOUR)
+    right.spines["left"].set_color(T_COLOUR)  # the twin's frame is drawn over the first one's
+    _legend_below(ax, lines)

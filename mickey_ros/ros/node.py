@@ -6,14 +6,18 @@ from ``relocalization.health``; the worker thread lives in ``processing.FramePro
 ``mickey_ros/ros/`` is the only package importing rclpy, tf2_ros, message_filters, cv_bridge and
 diagnostic_updater.
 
-Lifecycle (as yolo_ros): parameters are declared in ``__init__``; ``on_configure`` reads them,
-loads and warms up the model and creates publishers and the service (missing or wrong weights
-fail here with the exact problem, and ``main`` exits 1); ``on_activate`` subscribes and starts the
-worker; ``on_deactivate`` stops both; ``on_cleanup`` frees the model and GPU memory.
+Lifecycle (as yolo_ros): parameters and the ``~/capture_reference`` and ``~/capture_keyframe``
+services are created in ``__init__`` (they answer "not active" outside the active state);
+``on_configure`` reads the parameters, loads and warms up the model, opens the keyframe library
+(``keyframes.library``; ``keyframes.session`` runs it, as in replay) and creates publishers
+(missing or wrong weights fail here with the exact problem, and ``main`` exits 1);
+``on_activate`` subscribes and starts the worker; ``on_deactivate`` stops both; ``on_cleanup``
+frees the model and GPU memory.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import message_filters
@@ -26,6 +30,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo
 from std_srvs.srv import Trigger
 
+from mickey_ros.keyframes.localizer import LocalizerConfig
+from mickey_ros.keyframes.session import open_library_session
 from mickey_ros.mapfree.files import intrinsics_matrix
 from mickey_ros.relocalization import health, messages
 from mickey_ros.relocalization.params import (
@@ -72,11 +78,16 @@ class RelocalizeNode(LifecycleNode):
         self._types = ros_message_types()
         self._processor: FrameProcessor | None = None
         self._outputs: Outputs | None = None
-        self._extra: list[Any] = []  # static broadcaster, TF listener, service
+        self._extra: list[Any] = []  # static broadcaster, TF listener
         self._inputs: list[Any] = []  # subscriptions and timers of the active state
         self._latest_info: Any = None
         self._meters = {"image": health.RateMeter(), "camera_info": health.RateMeter()}
         self._topics = {"image": "", "camera_info": ""}
+        # for the node's life: it answers "not active" instead of vanishing on cleanup (issue 28)
+        self._capture_service = self.create_service(Trigger, "~/capture_reference",
+                                                    self._on_capture)
+        self._capture_keyframe_service = self.create_service(Trigger, "~/capture_keyframe",
+                                                             self._on_capture_keyframe)
         self._jump_handle = self.get_clock().create_jump_callback(
             JumpThreshold(min_forward=None, min_backward=Duration(seconds=-1.0),
                           on_clock_change=False),
@@ -120,22 +131,24 @@ class RelocalizeNode(LifecycleNode):
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Read parameters, load + warm up the model, create publishers and the service."""
+        """Read parameters, load + warm up the model, create publishers."""
         try:
             params = self._read_parameters()
             estimator = load_estimator(params, self.get_logger())
-            session = RelocalizationSession(estimator, params.session_config())
-            source = self._load_disk_keyframe(params, session)
+            session, source = self._open_session(params, estimator)
+            source = self._load_disk_keyframe(params, session) or source
         except (ConfigError, ValueError, OSError, RuntimeError, ImportError) as err:
             # rclpy turns exceptions in transitions into a silent ERROR: name the problem here
             self.get_logger().fatal(f"configure failed: {type(err).__name__}: {err}")
             return FAILURE
         self._outputs = self._create_outputs(params, session)
         self._processor = FrameProcessor(self, params, session, self._outputs, self._types, source)
+        run_settings = getattr(estimator, "run_settings", None)  # the threads/precision chosen
         self.get_logger().info(f"configured: model {getattr(estimator, 'model_name', '?')} on "
                                f"{params.model.device}, tf_mode "
                                f"{params.output.tf_mode}, min_confidence "
-                               f"{params.gate.min_confidence}")
+                               f"{params.gate.min_confidence}"
+                               + (f"; runs with {run_settings.note}" if run_settings else ""))
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -168,6 +181,21 @@ class RelocalizeNode(LifecycleNode):
         return SUCCESS
 
     # ------------------------------------------------------------------ model and keyframe
+    def _open_session(self, params: NodeParams, estimator: Any) -> tuple[Any, str | None]:
+        """Single-keyframe session, or the library session of ``keyframes.library``."""
+        root = params.keyframes.library
+        if not root:
+            return RelocalizationSession(estimator, params.session_config()), None
+        log = self.get_logger()
+        session = open_library_session(root, estimator, params,
+                                       LocalizerConfig.from_node_params(params),
+                                       warn=log.warning, create=True)
+        library = session.localizer.library
+        log.info(f"keyframe library {root}: {len(library)} keyframes in use, "
+                 f"{len(library.manifest.keyframes) - len(library)} skipped, "
+                 f"{library.recomputed} features recomputed")
+        return session, f"keyframe library {root}"
+
     def _load_disk_keyframe(self, params: NodeParams, session: RelocalizationSession) -> str | None:
         ref = params.reference
         if not ref.image_path:
@@ -196,14 +224,16 @@ class RelocalizeNode(LifecycleNode):
         if out.publish_debug_image:
             outputs.debug = self.create_lifecycle_publisher(types.Image, "~/debug/matches",
                                                             OUTPUT_QOS)
-        if out.tf_mode == "map_to_odom":
+        library = bool(params.keyframes.library)
+        if out.tf_mode == "map_to_odom" or library:  # library: map pose prior and capture
             outputs.tf_buffer = tf2_ros.Buffer()
+            self._extra.append(tf2_ros.TransformListener(outputs.tf_buffer, self))
+        if out.tf_mode == "map_to_odom" and not library:  # library: an anchor per keyframe
             static = tf2_ros.StaticTransformBroadcaster(self)
             anchor = StampedTransform(session.T_map_ref, out.map_frame, out.reference_frame,
                                       self.get_clock().now().nanoseconds)
             static.sendTransform([_to_msg(types, anchor)])
-            self._extra += [static, tf2_ros.TransformListener(outputs.tf_buffer, self)]
-        self._extra.append(self.create_service(Trigger, "~/capture_reference", self._on_capture))
+            self._extra.append(static)
         return outputs
 
     def _destroy_outputs(self) -> None:
@@ -217,10 +247,8 @@ class RelocalizeNode(LifecycleNode):
         for entity in self._extra:
             if isinstance(entity, tf2_ros.StaticTransformBroadcaster):
                 self.destroy_publisher(entity.pub_tf)
-            elif isinstance(entity, tf2_ros.TransformListener):
+            else:  # tf2_ros.TransformListener
                 entity.unregister()
-            else:
-                self.destroy_service(entity)
         self._extra = []
         import torch
 
@@ -250,6 +278,14 @@ class RelocalizeNode(LifecycleNode):
                 image_type, image_topic, self._on_image_latest_info, qos))
             self._inputs.append(self.create_subscription(
                 CameraInfo, "camera_info", self._on_info, qos))
+        if not params.keyframes.library:  # library mode: keyframes come from the library
+            self._create_reference_inputs(params)
+        out = params.output
+        if out.tf_mode == "map_to_odom" and out.tf_rebroadcast_hz > 0:
+            self._inputs.append(self.create_timer(1.0 / out.tf_rebroadcast_hz,
+                                                  processor.rebroadcast))
+
+    def _create_reference_inputs(self, params: NodeParams) -> None:
         ref_image = message_filters.Subscriber(self, self._types.Image, "reference/image",
                                                qos_profile=latched_qos(),
                                                qos_overriding_options=LATCHED_OVERRIDES)
@@ -258,12 +294,8 @@ class RelocalizeNode(LifecycleNode):
                                               qos_overriding_options=LATCHED_OVERRIDES)
         ref_sync = message_filters.ApproximateTimeSynchronizer(
             [ref_image, ref_info], 2, params.reference.sync_slop_s)
-        ref_sync.registerCallback(processor.offer_reference)
+        ref_sync.registerCallback(self._processor.offer_reference)
         self._inputs += [ref_image.sub, ref_info.sub]
-        out = params.output
-        if out.tf_mode == "map_to_odom" and out.tf_rebroadcast_hz > 0:
-            self._inputs.append(self.create_timer(1.0 / out.tf_rebroadcast_hz,
-                                                  processor.rebroadcast))
 
     def _destroy_inputs(self) -> None:
         for entity in self._inputs:
@@ -278,7 +310,8 @@ class RelocalizeNode(LifecycleNode):
 
     # ------------------------------------------------------------------ callbacks
     def _tick(self, name: str) -> None:
-        self._meters[name].tick(self.get_clock().now().nanoseconds)
+        # rates on a steady clock: sim time at another playback rate is not seconds (issue 28)
+        self._meters[name].tick(time.monotonic_ns())
 
     def _on_info(self, info: Any) -> None:
         self._tick("camera_info")
@@ -288,14 +321,35 @@ class RelocalizeNode(LifecycleNode):
         self._tick("image")
         self._processor.offer_live(image, self._latest_info)
 
+    def _not_active(self, response: Trigger.Response) -> bool:
+        """Fill ``response`` with the failure and return True unless the node is active."""
+        if self._processor is not None and self._processor.running:
+            return False
+        response.success = False
+        todo = "activate" if self._processor is not None else "configure, then activate"
+        response.message = f"node is not active: ros2 lifecycle set <node> {todo}"
+        return True
+
     def _on_capture(self, request: Trigger.Request, response: Trigger.Response) -> Any:
-        if self._processor is None or not self._processor.running:
+        if self._not_active(response):
+            return response
+        if self._processor.library is not None:
             response.success = False
-            response.message = "node is not active: ros2 lifecycle set <node> activate"
+            response.message = ("keyframe library mode: ~/capture_keyframe adds the live frame "
+                                "to the library")
             return response
         self._processor.request_capture()
         response.success = True
         response.message = f"the next frame on {self._topics['image']} becomes the keyframe"
+        return response
+
+    def _on_capture_keyframe(self, request: Trigger.Request,
+                             response: Trigger.Response) -> Any:
+        if self._not_active(response):
+            return response
+        response.success, response.message = self._processor.capture_keyframe()
+        if not response.success:
+            self.get_logger().warning(f"~/capture_keyframe refused: {response.message}")
         return response
 
     def _on_time_jump(self, jump: TimeJump) -> None:
@@ -325,7 +379,7 @@ class RelocalizeNode(LifecycleNode):
         topic = self._topics[name]
         return health.input_entry(
             f"input {name}", topic, self._meters[name], self.count_publishers(topic),
-            self.get_clock().now().nanoseconds, self._processor.params.input.no_data_timeout_s)
+            time.monotonic_ns(), self._processor.params.input.no_data_timeout_s)
 
     def _inference_entry(self) -> health.DiagnosticEntry:
         processor = self._processor

@@ -9,6 +9,7 @@ never queued behind the GPU.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -19,6 +20,8 @@ from cv_bridge import CvBridge, CvBridgeError
 from rclpy.duration import Duration
 from rclpy.time import Time
 
+from mickey_ros.keyframes.localizer import LocalizerConfig
+from mickey_ros.keyframes.session import LibrarySession
 from mickey_ros.relocalization import health, messages
 from mickey_ros.relocalization.params import NodeParams
 from mickey_ros.relocalization.session import (
@@ -38,7 +41,8 @@ class Received(NamedTuple):
 
     image: Any
     info: Any
-    received_ns: int
+    received_ns: int  # node (ROS) clock at receipt
+    received_steady_ns: int  # time.monotonic_ns() at receipt
 
 
 @dataclass
@@ -73,6 +77,7 @@ class FrameProcessor:
         self._thread: threading.Thread | None = None
         self._last_accepted_ns = 0
         self._log = node.get_logger()
+        self.last_frame: Frame | None = None  # the newest decoded live frame (capture_keyframe)
 
     # ------------------------------------------------------------------ control
     @property
@@ -96,10 +101,17 @@ class FrameProcessor:
         self.reference.clear()
         self._capture_next.clear()
 
+    @property
+    def library(self) -> LibrarySession | None:
+        """The session in keyframe library mode, None in single-keyframe mode."""
+        return self.session if isinstance(self.session, LibrarySession) else None
+
     def set_params(self, params: NodeParams) -> None:
-        """Apply changed dynamic parameters (gate, covariance, rate limit)."""
+        """Apply changed dynamic parameters (gate, covariance, rate limit, keyframe choice)."""
         with self.lock:
             self.session.set_config(params.session_config())
+            if self.library is not None:
+                self.library.set_options(LocalizerConfig.from_node_params(params))
             self.params = params
 
     def now_ns(self) -> int:
@@ -118,11 +130,11 @@ class FrameProcessor:
             self.rate_skipped += 1
             return
         self._last_accepted_ns = now_ns
-        self.live.put(Received(image, info, now_ns))
+        self.live.put(Received(image, info, now_ns, time.monotonic_ns()))
 
     def offer_reference(self, image: Any, info: Any) -> None:
         """A keyframe image + CameraInfo from the reference topics."""
-        self.reference.put(Received(image, info, self.now_ns()))
+        self.reference.put(Received(image, info, self.now_ns(), time.monotonic_ns()))
 
     def request_capture(self) -> None:
         """Make the next live frame the keyframe (~/capture_reference)."""
@@ -162,8 +174,8 @@ class FrameProcessor:
     def _reset_after_jump(self) -> None:
         keep = (self.keyframe_source or "").startswith("file")  # a disk keyframe stays valid
         with self.lock:
-            self.session.reset(keep_reference=keep)
-            if not keep:
+            self.session.reset(keep_reference=keep)  # library: the track, never the library
+            if not keep and self.library is None:
                 self.keyframe_source = None
 
     def _guarded(self, step: Any, item: Received) -> None:
@@ -230,30 +242,90 @@ class FrameProcessor:
         frame = self._decode(item, "live image")
         if frame is None:
             return
+        self.last_frame = frame
         if self._capture_next.is_set():
             self._capture_next.clear()
             self.set_reference(frame, "~/capture_reference")
             return
+        out = self.params.output
         T_odom_camera = None
-        if self.params.output.tf_mode == "map_to_odom":
-            T_odom_camera = self._lookup_odom_camera(frame)
-        with self.lock:
-            result = self.session.process(frame, self.now_ns(), T_odom_camera)
+        if out.tf_mode == "map_to_odom":
+            T_odom_camera = self._lookup(out.odom_frame, frame, out.tf_timeout_s)
+        T_map_prior = self._map_prior(frame) if self.library is not None else None
+        with self.lock:  # the age counts the wait for the lock as well
+            now_ns = frame.stamp_ns + self._age_ns(item, frame)
+            if self.library is None:
+                result = self.session.process(frame, now_ns, T_odom_camera)
+            else:
+                result = self.library.process(frame, now_ns, T_odom_camera, T_map_prior)
         self.latency.add(result.inference_ms)
         self.e2e.add(result.e2e_ms)
         self._publish(result, frame)
 
-    def _lookup_odom_camera(self, frame: Frame) -> np.ndarray | None:
-        out = self.params.output
+    def _age_ns(self, item: Received, frame: Frame) -> int:
+        """How old the frame is now, for ``e2e_ms``: stamp to receipt, then receipt to now.
+
+        Receipt to now is measured on a steady clock. Stamp to receipt is on the ROS clock, and
+        left out under sim time: a bag played at 5x advances that clock 5 s per second, and
+        ``ros2 bag play --clock`` sets it to about the stamp anyway (issue 28).
+        """
+        waited_ns = time.monotonic_ns() - item.received_steady_ns
+        if self.node.get_clock().ros_time_is_active:
+            return waited_ns
+        return item.received_ns - frame.stamp_ns + waited_ns
+
+    def _lookup(self, parent: str, frame: Frame, timeout_s: float,
+                warn: bool = True) -> np.ndarray | None:
+        """``T_parent_camera`` (4, 4) from TF at the image stamp, or None (warned if ``warn``)."""
         try:
             tf = self.outputs.tf_buffer.lookup_transform(
-                out.odom_frame, frame.frame_id, Time(nanoseconds=frame.stamp_ns),
-                timeout=Duration(seconds=out.tf_timeout_s))
+                parent, frame.frame_id, Time(nanoseconds=frame.stamp_ns),
+                timeout=Duration(seconds=timeout_s))
         except tf2_ros.TransformException as err:
-            self._log.warning(f"no {out.odom_frame} -> {frame.frame_id!r} at the image stamp: "
-                              f"{err}", throttle_duration_sec=THROTTLE_S)
+            if warn:
+                self._log.warning(f"no {parent} -> {frame.frame_id!r} at the image stamp: {err}",
+                                  throttle_duration_sec=THROTTLE_S)
             return None
         return messages.transform_stamped_to_matrix(tf)
+
+    def _map_prior(self, frame: Frame) -> np.ndarray | None:
+        """The live camera's map pose from TF (e.g. AMCL's map -> odom), a hint: no wait.
+
+        Not in ``map_to_odom`` mode: there map -> odom is this node's own output, which the
+        session already carries forward by odometry (as replay does, so both agree).
+        """
+        if self.params.output.tf_mode == "map_to_odom":
+            return None
+        return self._lookup(self.params.output.map_frame, frame, 0.0, warn=False)
+
+    def capture_keyframe(self) -> tuple[bool, str]:
+        """Add the newest live frame at its TF map pose to the library (~/capture_keyframe).
+
+        Returns:
+            (success, the message for the service response; logged as well).
+        """
+        frame, out, library = self.last_frame, self.params.output, self.library
+        if library is None:
+            return False, ("single-keyframe mode: set keyframes.library to a library directory "
+                           "(then cleanup + configure) to capture keyframes")
+        if frame is None:
+            return False, "no live frame received yet: a keyframe is the newest live frame"
+        T_map_camera = self._lookup(out.map_frame, frame, out.tf_timeout_s, warn=False)
+        if T_map_camera is None:
+            return False, (f"no {out.map_frame} -> {frame.frame_id!r} transform in TF at the "
+                           f"frame's stamp {frame.stamp_ns / 1e9:.3f} s: the keyframe needs the "
+                           "camera's map pose (is a localiser publishing map -> odom?)")
+        try:
+            with self.lock:
+                entry = library.capture(frame, T_map_camera)
+        except (ValueError, OSError) as err:  # ImageError is a ValueError
+            return False, f"keyframe not added: {type(err).__name__}: {err}"
+        x, y, z = T_map_camera[:3, 3]
+        message = (f"keyframe {entry.id} added to {library.localizer.library.root} at "
+                   f"({x:.2f}, {y:.2f}, {z:.2f}) in {out.map_frame}: "
+                   f"{len(library.localizer.library)} keyframes")
+        self._log.info(message)
+        return True, message
 
     # ------------------------------------------------------------------ outputs
     def _send_tf(self, transforms: list[StampedTransform]) -> None:
@@ -288,7 +360,11 @@ class FrameProcessor:
 
     # ------------------------------------------------------------------ diagnostics
     def keyframe_entry(self) -> health.DiagnosticEntry:
-        """Keyframe presence and age."""
+        """Keyframe presence and age; in library mode the library and the keyframe last used."""
+        if self.library is not None:
+            lib = self.library.localizer.library
+            return health.library_entry(str(lib.root), len(lib), len(lib.manifest.keyframes),
+                                        self.library.last)
         reference = self.session.reference
         if reference is None:
             return health.keyframe_entry(None, None, None)

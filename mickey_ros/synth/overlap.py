@@ -89,7 +89,7 @@ def sample_depth(depth: np.ndarray, u: np.ndarray, v: np.ndarray, planar_tol: fl
     to empty pixels, the nearest pixel is used instead.
 
     >>> d = 1.0 / np.tile([1.0, 2.0, 3.0, 4.0], (4, 1))  # a plane: inverse depth 1 -> 4 along u
-    >>> float(sample_depth(d, np.array([1.5]), np.array([1.5]))[0])
+    >>> round(float(sample_depth(d, np.array([1.5]), np.array([1.5]))[0]), 6)
     0.4
     """
     H, W = depth.shape
@@ -166,7 +166,7 @@ def subsample_depth(depth: np.ndarray, K: np.ndarray, stride: int) -> tuple[np.n
         depth (ceil(H/s), ceil(W/s)) and K (3, 3) with rows 0 and 1 divided by ``stride``.
 
     >>> d, K = subsample_depth(np.ones((8, 6), np.float32), np.diag([100.0, 100.0, 1.0]), 2)
-    >>> d.shape, float(K[0, 0])
+    >>> d.shape, float(K[0, 0])  # exact: 100 / 2
     ((4, 3), 50.0)
     """
     K_sub = np.array(K, np.float64)

@@ -84,6 +84,10 @@ def _fixation(rng: np.random.Generator, depth: np.ndarray, K: np.ndarray, T_cam_
     return T_cam_world[:3, :3].T @ (X_cam - T_cam_world[:3, 3])
 
 
+class PairSamplingError(ValueError):
+    """No pair satisfies the configured ranges: a user's choice of ranges, said in one line."""
+
+
 class PairRenderer:
     """Renders pairs fast by keeping one EGL context and the texture bank on the GPU.
 
@@ -117,7 +121,7 @@ class PairRenderer:
         """Render pair ``index`` (deterministic in ``(seed, index)``).
 
         Raises:
-            RuntimeError: if no pose satisfies the config's ranges after many scenes.
+            PairSamplingError: if no pose satisfies the config's ranges after many scenes.
         """
         rng = np.random.default_rng([self.seed, int(index)])
         group = int(index) // self.config.pairs_per_scene
@@ -128,7 +132,7 @@ class PairRenderer:
             if pair is not None:
                 pair.info.update(scene=kind, seed=self.seed, index=int(index))
                 return pair
-        raise RuntimeError(
+        raise PairSamplingError(
             f"pair {index}: no camera pair satisfies baseline {cfg.baseline_m} m, rotation "
             f"{cfg.rotation_deg} deg, overlap {cfg.overlap}, pitch {cfg.pitch_deg} deg and "
             f"camera height {cfg.camera_height_m} m in {cfg.max_scenes} scenes; widen these "
@@ -322,6 +326,8 @@ def write_pairs(
 
     Raises:
         FileExistsError: if ``out_dir`` already holds a ``pairs.json``.
+        PairSamplingError: no pair satisfies ``config`` (before ``out_dir`` is created when
+            the first pair fails).
     """
     from tqdm import tqdm
 
@@ -330,14 +336,15 @@ def write_pairs(
     out = Path(out_dir)
     if (out / "pairs.json").exists():
         raise FileExistsError(f"{out} already holds a pair set (pairs.json); choose a new --out")
-    with PairRenderer(size_wh, seed, config) as renderer:  # EGL errors before any file exists
+    bar = tqdm(total=count, desc="synthetic pairs", unit="pair", disable=not progress)
+    with PairRenderer(size_wh, seed, config) as renderer, bar:
+        first = renderer.render_pair(0)  # EGL or impossible ranges fail before any file exists
         out.mkdir(parents=True, exist_ok=True)
-        entries = [
-            _write_one(out, index, renderer.render_pair(index), previews)
-            for index in tqdm(
-                range(count), desc="synthetic pairs", unit="pair", disable=not progress
-            )
-        ]
+        entries = []
+        for index in range(count):
+            pair = first if index == 0 else renderer.render_pair(index)
+            entries.append(_write_one(out, index, pair, previews))
+            bar.update()
     index_data = {
         "format": "mickey_ros synthetic pairs v1",
         "count": count,

@@ -7,7 +7,10 @@ What is recorded (bag time == every header stamp):
     * ``/reference/image`` + ``/reference/camera_info`` once at the start (TRANSIENT_LOCAL,
       reliable, keep last 1): the keyframe seen from the start pose.
     * per frame: ``/tf`` odom -> base_link (odom = the robot's start pose), ``/camera/camera_info``,
-      ``/camera/image_raw`` (rgb8) and optionally ``/camera/image_raw/compressed`` (JPEG).
+      ``/camera/image_raw`` (rgb8) and optionally ``/camera/image_raw/compressed`` (JPEG) and
+      ``/camera/depth/image_raw`` (32FC1 metres, registered to the colour image, same stamp).
+    * ``optical_frame_in_tf=False`` leaves out the optical edge: images then carry the body-like
+      ``camera_link`` frame (x forward, z up), a mistake real TF trees make (for tests).
 
 The robot drives forward 2.5-3.5 m along a gentle curve, stops, reverses back and repeats, facing
 the same way throughout, so every frame overlaps the reference keyframe.
@@ -31,6 +34,7 @@ from mickey_ros.bags.writer import (
 from mickey_ros.relocalization.messages import (
     MessageTypes,
     camera_info_msg,
+    header_msg,
     rgb_to_compressed_image_msg,
     rgb_to_image_msg,
     tf_message,
@@ -63,6 +67,7 @@ class RobotBagTopics:
     base_frame: str = "base_link"
     camera_frame: str = "camera_link"
     optical_frame: str = "camera_optical_frame"
+    depth: str = "/camera/depth/image_raw"
 
     @property
     def compressed_image(self) -> str:
@@ -107,7 +112,7 @@ class RobotPath:
         """The first time (s) the robot is ``forward_m`` along the drive, in [0, ``length_m``]:
         the inverse of ``s(t) = D (1 - cos(2 pi t / P)) / 2`` of ``T_odom_base``.
 
-        >>> RobotPath(2.0, 0.0, 8.0).time_at(1.0)
+        >>> round(RobotPath(2.0, 0.0, 8.0).time_at(1.0), 6)
         2.0
         """
         if not 0.0 <= forward_m <= self.length_m:
@@ -135,8 +140,12 @@ def camera_mount(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 class _BagWriter:
     """Connections and message builders for one bag."""
 
-    def __init__(self, writer, typestore, topics: RobotBagTopics, compressed: bool):
+    def __init__(
+        self, writer, typestore, topics: RobotBagTopics, compressed: bool, depth: bool = False,
+        image_frame: str | None = None,
+    ):
         self.writer, self.typestore, self.topics = writer, typestore, topics
+        self.image_frame = image_frame or topics.optical_frame
         self.types = MessageTypes.from_typestore(typestore)
         image, info = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
         tf = "tf2_msgs/msg/TFMessage"
@@ -160,6 +169,8 @@ class _BagWriter:
                 typestore,
                 DEFAULT_QOS,
             )
+        if depth:
+            self.conn["depth"] = add_connection(writer, topics.depth, image, typestore, DEFAULT_QOS)
 
     def write(self, key: str, stamp_ns: int, msg) -> None:
         write_message(self.writer, self.conn[key], stamp_ns, msg, self.typestore)
@@ -172,10 +183,11 @@ class _BagWriter:
         self.write(key, stamp_ns, tf_message(self.types, msgs))
 
     def camera(
-        self, info_key: str, image_key: str, rgb: np.ndarray, K: np.ndarray, stamp_ns: int
+        self, info_key: str, image_key: str, rgb: np.ndarray, K: np.ndarray, stamp_ns: int,
+        depth_m: np.ndarray | None = None,
     ) -> None:
         H, W = rgb.shape[:2]
-        frame = self.topics.optical_frame
+        frame = self.image_frame
         self.write(info_key, stamp_ns, camera_info_msg(self.types, K, W, H, stamp_ns, frame))
         self.write(image_key, stamp_ns, rgb_to_image_msg(self.types, rgb, stamp_ns, frame))
         if image_key == "image" and "compressed" in self.conn:
@@ -183,6 +195,14 @@ class _BagWriter:
                 self.types, rgb, stamp_ns, frame, fmt="jpeg", quality=90
             )
             self.write("compressed", stamp_ns, msg)
+        if depth_m is not None and "depth" in self.conn:
+            data = np.ascontiguousarray(depth_m, dtype="<f4")
+            msg = self.types.Image(
+                header=header_msg(self.types, stamp_ns, frame), height=H, width=W,
+                encoding="32FC1", is_bigendian=0, step=4 * W,
+                data=self.types.uint8_array(data.view(np.uint8).reshape(-1)),
+            )
+            self.write("depth", stamp_ns, msg)
 
 
 @dataclass(frozen=True)
@@ -252,6 +272,8 @@ def write_robot_bag(
     topics: RobotBagTopics = RobotBagTopics(),
     scene: str = "room",
     progress: bool = True,
+    depth: bool = False,
+    optical_frame_in_tf: bool = True,
 ) -> Path:
     """Render a robot drive and write it as a rosbag2 directory; returns ``out_path``.
 
@@ -266,6 +288,9 @@ def write_robot_bag(
         topics: topic and frame names.
         scene: ``"room"`` or ``"courtyard"``.
         progress: show a tqdm bar.
+        depth: also write the registered depth (32FC1 metres) on ``topics.depth``.
+        optical_frame_in_tf: False leaves out camera_link -> optical; images then carry
+            camera_link (a body frame), see the module doc.
 
     Raises:
         ValueError: non-positive duration or rate. FileExistsError: ``out_path`` exists.
@@ -282,30 +307,28 @@ def write_robot_bag(
     renderer = Renderer(load_texture_bank())
     renderer.set_scene(drive.scene)
 
-    def render(t_s: float) -> np.ndarray:
+    def render(t_s: float) -> tuple[np.ndarray, np.ndarray]:
         T_world_optical = drive.T_world_odom @ drive.T_odom_optical(t_s)
         gain = tuple(g * (1 + noise_rng.uniform(-0.03, 0.03)) for g in drive.exposure.gain)
         exposure = Exposure(gain, drive.exposure.noise_sigma, int(noise_rng.integers(2**32)))
-        return renderer.render(np.linalg.inv(T_world_optical), drive.K, size_wh, exposure)[0]
+        return renderer.render(np.linalg.inv(T_world_optical), drive.K, size_wh, exposure)
 
     try:
         with open_writer(out_path, storage) as writer:
-            bag = _BagWriter(writer, make_typestore(), topics, compressed)
-            bag.tf(
-                "tf_static",
-                START_NS,
-                [
-                    (drive.T_base_link, topics.base_frame, topics.camera_frame),
-                    (drive.T_link_optical, topics.camera_frame, topics.optical_frame),
-                ],
-            )
-            bag.camera("ref_info", "ref_image", render(0.0), drive.K, START_NS)
+            bag = _BagWriter(writer, make_typestore(), topics, compressed, depth,
+                             None if optical_frame_in_tf else topics.camera_frame)
+            static = [(drive.T_base_link, topics.base_frame, topics.camera_frame)]
+            if optical_frame_in_tf:
+                static.append((drive.T_link_optical, topics.camera_frame, topics.optical_frame))
+            bag.tf("tf_static", START_NS, static)
+            bag.camera("ref_info", "ref_image", render(0.0)[0], drive.K, START_NS)
             for k in tqdm(range(count), desc="robot bag", unit="frame", disable=not progress):
                 stamp = START_NS + round(k * 1e9 / rate_hz)
                 t_s = (stamp - START_NS) / 1e9
                 T_odom_base = drive.path.T_odom_base(t_s)
                 bag.tf("tf", stamp, [(T_odom_base, topics.odom_frame, topics.base_frame)])
-                bag.camera("info", "image", render(t_s), drive.K, stamp)
+                rgb, depth_m = render(t_s)
+                bag.camera("info", "image", rgb, drive.K, stamp, depth_m if depth else None)
     finally:
         renderer.release()
     return Path(out_path)

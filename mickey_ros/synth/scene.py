@@ -15,6 +15,19 @@ from mickey_ros.synth.primitives import SKY_LAYER, Material, MeshBuilder
 from mickey_ros.synth.textures import TextureBank, TextureInfo
 
 SCENE_KINDS = ("room", "courtyard")
+# Half width/depth ranges of the generated places and the margin cameras keep from their edges.
+HALF_EXTENT_M = {"room": (2.5, 5.5), "courtyard": (8.0, 16.0)}
+CAMERA_MARGIN_M = {"room": 0.3, "courtyard": 0.5}
+
+
+def max_camera_span_m(kind: str, camera_height_m: tuple[float, float]) -> float:
+    """The largest distance two cameras can be apart in a ``kind`` place (its widest diagonal).
+
+    >>> round(max_camera_span_m("room", (1.0, 1.8)), 1)
+    14.7
+    """
+    half = HALF_EXTENT_M[kind][1] - CAMERA_MARGIN_M[kind]
+    return float(np.sqrt(2 * (2 * half) ** 2 + (camera_height_m[1] - camera_height_m[0]) ** 2))
 KeepClear = tuple[tuple[float, float, float, float], ...]
 
 
@@ -261,7 +274,9 @@ def make_room(
     half_extent: tuple[float, float] | None = None,
 ) -> Scene:
     """A furnished room 5-11 m wide (or 2 x ``half_extent``), 2.6-3.5 m high, one ceiling lamp."""
-    half_w, half_d, height = rng.uniform(2.5, 5.5), rng.uniform(2.5, 5.5), rng.uniform(2.6, 3.5)
+    half_w, half_d = rng.uniform(*HALF_EXTENT_M["room"]), rng.uniform(*HALF_EXTENT_M["room"])
+    height = rng.uniform(2.6, 3.5)
+    margin = CAMERA_MARGIN_M["room"]
     if half_extent is not None:
         half_w, half_d = half_extent
     pl = _Placer(rng, bank, keep_clear)
@@ -279,7 +294,7 @@ def make_room(
         "room",
         pl.mesh.vertices(),
         light,
-        (-half_w + 0.3, half_w - 0.3, -half_d + 0.3, half_d - 0.3),
+        (-half_w + margin, half_w - margin, -half_d + margin, half_d - margin),
         height - 0.3,
         np.asarray(pl.obstacles).reshape(-1, 4),
         poi,
@@ -333,7 +348,9 @@ def make_courtyard(
     half_extent: tuple[float, float] | None = None,
 ) -> Scene:
     """An open courtyard 16-32 m across (or 2 x ``half_extent``) among buildings, under a sky."""
-    half_w, half_d = rng.uniform(8.0, 16.0), rng.uniform(8.0, 16.0)
+    half_w = rng.uniform(*HALF_EXTENT_M["courtyard"])
+    half_d = rng.uniform(*HALF_EXTENT_M["courtyard"])
+    margin = CAMERA_MARGIN_M["courtyard"]
     if half_extent is not None:
         half_w, half_d = half_extent
     pl = _Placer(rng, bank, keep_clear)
@@ -364,7 +381,7 @@ def make_courtyard(
         "courtyard",
         pl.mesh.vertices(),
         light,
-        (-half_w + 0.5, half_w - 0.5, -half_d + 0.5, half_d - 0.5),
+        (-half_w + margin, half_w - margin, -half_d + margin, half_d - margin),
         3.0,
         np.asarray(pl.obstacles).reshape(-1, 4),
         poi,

@@ -111,6 +111,50 @@ class DataConfig:
     synthetic_pairs: PairSamplingConfig = field(default_factory=PairSamplingConfig)
     synthetic_train_seed: int = 0  # ours
     synthetic_val_seed: int = 1000  # ours: a different seed, so validation scenes are unseen
+    # ours: rehearsal against forgetting while fine-tuning: a second training source (any data
+    # config, e.g. the synthetic rig the model was trained on) that fills rehearsal_fraction of
+    # every batch; validation stays on the main source. None = off
+    rehearsal: DataConfig | None = None
+    rehearsal_fraction: float = 0.0  # ours: share of each batch drawn from data.rehearsal
+    # ours: root of a Map-free rehearsal source, or of pre-rendered synthetic pairs (train/);
+    # "" renders synthetic rehearsal pairs on the fly
+    rehearsal_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rehearsal_fraction < 1.0:
+            raise ConfigError(
+                f"data.rehearsal_fraction must be in [0, 1), got {self.rehearsal_fraction}"
+            )
+        if self.rehearsal is None:
+            if self.rehearsal_fraction > 0:
+                raise ConfigError(
+                    f"data.rehearsal_fraction {self.rehearsal_fraction} needs data.rehearsal "
+                    "(a data config, e.g. source: synthetic with the original rig's settings)"
+                )
+            return
+        self._check_rehearsal(self.rehearsal)
+
+    def _check_rehearsal(self, r: DataConfig) -> None:
+        if self.rehearsal_fraction == 0:
+            raise ConfigError(
+                "data.rehearsal is set but data.rehearsal_fraction is 0: set the share of each "
+                "batch it fills, in (0, 1)"
+            )
+        if r.source not in ("mapfree", "synthetic"):
+            raise ConfigError(
+                f"data.rehearsal.source must be 'mapfree' or 'synthetic', got {r.source!r}"
+            )
+        if (r.width, r.height) != (self.width, self.height):
+            raise ConfigError(
+                f"data.rehearsal size {r.width}x{r.height} differs from data size "
+                f"{self.width}x{self.height}: both fill the same batches, set the same size"
+            )
+        if r.rehearsal is not None:
+            raise ConfigError("data.rehearsal cannot have a rehearsal of its own")
+        if r.source == "mapfree" and not self.rehearsal_dir:
+            raise ConfigError(
+                "data.rehearsal.source 'mapfree' needs data.rehearsal_dir (its dataset root)"
+            )
 
 
 @dataclass(frozen=True)

@@ -186,28 +186,146 @@ class SyntheticPairs(Dataset):
                            pair.depth0, pair.depth1)
 
 
-def build_datasets(
-    config: DataConfig, data_dir: str | Path | None, seed: int = 0
-) -> tuple[Dataset, Dataset, Sampler | None]:
-    """Training set, validation set and training sampler (None = plain shuffling).
+def _has_depth(config: DataConfig) -> bool:
+    """Whether the samples of a source carry ``depth0``/``depth1``."""
+    return config.source == "synthetic" or bool(config.depth_suffix)
 
-    For ``source="synthetic"``, ``data_dir`` may hold ``train/`` and ``val/`` folders of
-    pre-rendered pair files; without it, pairs are rendered on the fly.
+
+class MixedPairs(Dataset):
+    """A main training set followed by a rehearsal set, one index space.
+
+    Items ``[0, len(main))`` are the main set's, the rest the rehearsal set's. When either source
+    carries depth, a sample without it gets all-zero depth maps (0 = unknown: no supervision) so
+    that both kinds collate into one batch.
     """
+
+    def __init__(self, main: Dataset, rehearsal: Dataset, with_depth: bool) -> None:
+        self.main, self.rehearsal, self.with_depth = main, rehearsal, with_depth
+
+    def __len__(self) -> int:
+        return len(self.main) + len(self.rehearsal)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        n_main = len(self.main)
+        sample = self.main[index] if index < n_main else self.rehearsal[index - n_main]
+        if self.with_depth and "depth0" not in sample:
+            H, W = sample["image0"].shape[-2:]
+            sample = {**sample, "depth0": torch.zeros(H, W), "depth1": torch.zeros(H, W)}
+        return sample
+
+
+def rehearsal_counts(num_batches: int, batch_size: int, fraction: float) -> np.ndarray:
+    """Rehearsal items in each of ``num_batches`` batches: within one of ``fraction * batch_size``
+    in every batch and exactly ``round(fraction * batch_size * n)`` over the first ``n`` batches.
+
+    >>> rehearsal_counts(4, 4, 0.3).tolist()
+    [1, 1, 2, 1]
+    """
+    cumulative = np.round(fraction * batch_size * np.arange(num_batches + 1))
+    return np.diff(cumulative).astype(np.int64)
+
+
+class RehearsalSampler(Sampler[int]):
+    """Indices into :class:`MixedPairs`: every batch holds its rehearsal share.
+
+    One epoch walks the main sampler's order once (in batches of ``batch_size - r``); the ``r``
+    rehearsal items of each batch come from the rehearsal sampler's order (a permutation when it
+    has none), repeated as needed. The draw is a pure function of ``(seed, epoch)``, so a resumed
+    run draws what an uninterrupted one would.
+
+    Args:
+        main: the main set's sampler, or None for a permutation of its ``n_main`` items.
+        n_main: items in the main set.
+        rehearsal: the rehearsal set's sampler, or None for a permutation of its items.
+        n_rehearsal: items in the rehearsal set.
+        fraction: share of each batch from the rehearsal set, in (0, 1).
+        batch_size: the training batch size.
+        seed: the training seed.
+    """
+
+    def __init__(
+        self, main: Sampler | None, n_main: int, rehearsal: Sampler | None, n_rehearsal: int,
+        fraction: float, batch_size: int, seed: int,
+    ) -> None:
+        self.main, self.n_main, self.rehearsal, self.n_rehearsal = (
+            main, n_main, rehearsal, n_rehearsal)
+        self.fraction, self.batch_size, self.seed, self.epoch = fraction, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the draw (called by the training loop at every epoch start)."""
+        self.epoch = epoch
+        for sampler in (self.main, self.rehearsal):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+
+    def _counts(self) -> np.ndarray:
+        n_main = len(self.main) if self.main is not None else self.n_main
+        # batches until the main order is used up: the main share is batch_size - r per batch
+        mean_main = self.batch_size * (1.0 - self.fraction)
+        counts = rehearsal_counts(int(np.ceil(n_main / mean_main)) + 1, self.batch_size,
+                                  self.fraction)
+        used = np.cumsum(self.batch_size - counts)
+        return counts[: int(np.searchsorted(used, n_main, side="right"))]
+
+    def __len__(self) -> int:
+        return int(self.batch_size * len(self._counts()))
+
+    def _order(self, sampler: Sampler | None, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.asarray(list(sampler) if sampler is not None else rng.permutation(n))
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch, 1])
+        counts = self._counts()
+        main = self._order(self.main, self.n_main, rng)
+        rehearsal = self._order(self.rehearsal, self.n_rehearsal, rng)
+        repeats = int(np.ceil(max(counts.sum(), 1) / len(rehearsal)))
+        rehearsal = np.tile(rehearsal, repeats) + self.n_main
+        order, m, r = [], 0, 0
+        for count in counts:
+            batch = np.concatenate([main[m: m + self.batch_size - count], rehearsal[r: r + count]])
+            order += rng.permutation(batch).tolist()
+            m, r = m + self.batch_size - count, r + count
+        return iter(order)
+
+
+def _train_source(
+    config: DataConfig, data_dir: str | Path | None, seed: int
+) -> tuple[Dataset, Sampler | None]:
+    """Training set of one source and its sampler (None = plain shuffling)."""
     if config.source == "synthetic":
-        root = Path(data_dir) if data_dir is not None else None
-        train_dir = root / "train" if root is not None else None
-        val_dir = root / "val" if root is not None else None
-        train = SyntheticPairs(
+        train_dir = Path(data_dir) / "train" if data_dir is not None else None
+        return SyntheticPairs(
             config, config.synthetic_train_seed, config.synthetic_train_pairs, train_dir
-        )
-        val = SyntheticPairs(config, config.synthetic_val_seed, config.synthetic_val_pairs, val_dir)
-        return train, val, None
+        ), None
     if data_dir is None:
         raise ValueError(
             "data.source 'mapfree' needs --data pointing at the folder with train/ and val/"
         )
     train = MapFreePairs(data_dir, config.train_split, config, "overlap")
-    val = MapFreePairs(data_dir, config.val_split, config, "reference")
-    sampler = SceneBalancedSampler(train.scene_index(), config.pairs_per_scene, seed)
-    return train, val, sampler
+    return train, SceneBalancedSampler(train.scene_index(), config.pairs_per_scene, seed)
+
+
+def build_datasets(
+    config: DataConfig, data_dir: str | Path | None, seed: int = 0, batch_size: int = 1
+) -> tuple[Dataset, Dataset, Sampler | None]:
+    """Training set, validation set and training sampler (None = plain shuffling).
+
+    For ``source="synthetic"``, ``data_dir`` may hold ``train/`` and ``val/`` folders of
+    pre-rendered pair files; without it, pairs are rendered on the fly. With ``data.rehearsal``
+    the training set is a :class:`MixedPairs` and every batch of ``batch_size`` draws
+    ``data.rehearsal_fraction`` of its items from the rehearsal source (:class:`RehearsalSampler`).
+    """
+    train, sampler = _train_source(config, data_dir, seed)
+    if config.source == "synthetic":
+        val_dir = Path(data_dir) / "val" if data_dir is not None else None
+        val = SyntheticPairs(config, config.synthetic_val_seed, config.synthetic_val_pairs, val_dir)
+    else:
+        val = MapFreePairs(data_dir, config.val_split, config, "reference")
+    r = config.rehearsal
+    if r is None:
+        return train, val, sampler
+    old, old_sampler = _train_source(r, config.rehearsal_dir or None, seed)
+    mixed = MixedPairs(train, old, _has_depth(config) or _has_depth(r))
+    mixed_sampler = RehearsalSampler(sampler, len(train), old_sampler, len(old),
+                                     config.rehearsal_fraction, batch_size, seed)
+    return mixed, val, mixed_sampler

@@ -219,8 +219,7 @@ class MicKeyTrainingModule(L.LightningModule):
     def supervision_terms(
         self, out: dict[str, Any], batch: dict[str, Tensor]
     ) -> dict[str, Tensor]:
-        """Optional GT-depth terms (depth, dense depth, correspondence, matched depth),
-        unweighted."""
+        """Optional GT-depth terms, unweighted: depth, dense depth, correspondence, matched."""
         f0, f1 = out["f0"], out["f1"]
         terms = {}
         sup = self.config.supervision
@@ -317,8 +316,10 @@ class MicKeyTrainingModule(L.LightningModule):
     @torch.no_grad()
     def evaluate_batch(self, batch: dict[str, Tensor], generator: torch.Generator,
                        out: dict[str, Any] | None = None) -> Tensor:
-        """(B, 4) rows ``[t_err_m, r_err_deg, vcre_px, confidence]`` with the inference solver;
-        ``out``: this batch's ``forward_pair`` outputs, when the caller already has them."""
+        """(B, 4) rows ``[t_err_m, r_err_deg, vcre_px, confidence]`` with the inference solver.
+
+        ``out``: this batch's ``forward_pair`` outputs, when the caller already has them.
+        """
         out = self.forward_pair(batch) if out is None else out
         sol = solve_pose(out["P"].float(), out["X0"].float(), out["X1"].float(),
                          self.solver_config, generator)
@@ -384,8 +385,7 @@ class MicKeyTrainingModule(L.LightningModule):
                 group["params"] = [i for i, n in zip(group["params"], before) if n in kept]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Put the stripped frozen backbone and training-only heads back so the strict resume
-        succeeds."""
+        """Put the stripped frozen backbone and training-only heads back (for a strict resume)."""
         state = checkpoint["state_dict"]
         heads = checkpoint.get("mickey_ros", {}).get("training_heads", {})
         if bool(heads) != (self.dense_depth is not None):

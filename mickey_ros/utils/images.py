@@ -3,8 +3,10 @@
 Convention:
     Images cross public APIs as RGB uint8 numpy arrays (H, W, 3). Inside, they are float [0, 1]
     tensors (B, 3, H, W) with **no** mean/std normalisation (MicKey feeds raw RGB to DINOv2).
-    Intrinsics follow the pixel-centre convention on resize (reference/mickey.md §2); the crop to a
-    multiple of the patch size keeps the top-left corner, so K is unchanged by it.
+    Files are read as stored (sensor orientation, like their intrinsics): EXIF orientation is
+    not applied. Intrinsics follow the pixel-centre convention on resize (reference/mickey.md
+    §2); the crop to a multiple of the patch size keeps the top-left corner, so K is unchanged
+    by it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 from torch import Tensor
+
+from mickey_ros.utils.checks import check_file
 
 ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
@@ -70,26 +74,85 @@ def _to_rgb8(raw: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(raw[:, :, 2::-1]), ", ".join(notes)
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # named when a directory is given for an image
+EXIF_ROTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped upside down",
+                  5: "mirrored and rotated 90 degrees", 6: "rotated 90 degrees clockwise",
+                  7: "mirrored and rotated 90 degrees", 8: "rotated 90 degrees anticlockwise"}
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (0x0112) of a JPEG's APP1 segment; 1 (as stored) when absent."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] not in (0xDA, 0xD9):
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        tiff = data[pos + 10:pos + 2 + length]
+        if data[pos + 1] == 0xE1 and data[pos + 4:pos + 10] == b"Exif\0\0" and len(tiff) >= 8:
+            order = "little" if tiff[:2] == b"II" else "big"
+            ifd = int.from_bytes(tiff[4:8], order)
+            count = int.from_bytes(tiff[ifd:ifd + 2], order)
+            for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+                if int.from_bytes(tiff[entry:entry + 2], order) == 0x0112:
+                    return int.from_bytes(tiff[entry + 8:entry + 10], order)
+            return 1
+        pos += 2 + length
+    return 1
+
+
+def check_complete_jpeg(data: bytes, name: str | Path,
+                        fix: str = "copy or export the file again") -> None:
+    """Refuse a JPEG cut off before its end marker (libjpeg only warns and fills in grey).
+
+    Other data (PNG, not an image) passes; ``name`` names the file or message in the error and
+    ``fix`` says what to do.
+
+    Entropy-coded data cannot contain ``FF D9`` (a data byte FF is stuffed as ``FF 00``), so a
+    complete file has an end-of-image marker after its last start-of-scan. A PNG cut off fails
+    to decode (libpng errors) and needs no check here.
+    """
+    if data[:2] != b"\xff\xd8":
+        return
+    last_scan = data.rfind(b"\xff\xda")
+    if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
+        raise ImageError(
+            f"image {name} is a truncated JPEG ({len(data)} bytes, no end-of-image marker); "
+            f"{fix}")
+
+
 def load_rgb(path: str | Path, note: Callable[[str], object] | None = None) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3).
+    """Read an image file as RGB uint8 (H, W, 3), the pixels as stored (sensor orientation).
+
+    The EXIF orientation tag is **not** applied: a camera's intrinsics are calibrated in sensor
+    orientation, and rotating the pixels for display would break K. A file that carries a
+    rotation gets a note saying so.
 
     Args:
         path: JPEG/PNG (any format OpenCV reads).
         note: called once with one line when the file is not 8-bit colour (grayscale, RGBA,
-            16-bit) and had to be converted; None converts silently.
+            16-bit) and had to be converted, or carries an EXIF rotation; None is silent.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: no file at ``path``.
+        ImageError: the file cannot be decoded or is a truncated JPEG.
     """
     import cv2
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file {path} does not exist; check the path")
-    # PNG unchanged, to see an alpha channel; other formats: any colour/depth, EXIF orientation on
-    flags = (cv2.IMREAD_UNCHANGED if path.suffix.lower() == ".png"
-             else cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-    raw = cv2.imread(str(path), flags)
+    path = check_file(path, "image file", IMAGE_SUFFIXES, hint="; check the path")
+    data = path.read_bytes()
+    check_complete_jpeg(data, path)
+    # PNG unchanged, to see an alpha channel; other formats: any colour/depth, as stored
+    flags = (cv2.IMREAD_UNCHANGED if path.suffix.lower() == ".png" else
+             cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION)
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
     if raw is None:
-        raise ImageError(f"cannot decode image {path}; is it a JPEG/PNG file?")
+        raise ImageError(f"cannot decode image {path}: it is truncated, corrupt or not an image; "
+                         "pass a complete JPEG/PNG file")
     rgb, converted = _to_rgb8(raw, path)
+    orientation = _exif_orientation(data) if note and data[:2] == b"\xff\xd8" else 1
+    if note is not None and orientation in EXIF_ROTATIONS:
+        note(f"{path} has EXIF orientation {orientation} ({EXIF_ROTATIONS[orientation]} for "
+             "display); it is read as stored (sensor orientation), so its intrinsics must be "
+             "for the stored pixels; to use the displayed view, rotate the pixels (e.g. "
+             "`mogrify -auto-orient`) and calibrate K for it")
     if converted and note is not None:
         note(f"{path} is {converted}")
     return rgb
@@ -120,9 +183,7 @@ def load_depth_png(
     """Read a single-channel 16-bit depth PNG as float32 metres (H, W); 0 stays 0 (unknown)."""
     import cv2
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"depth image {path} does not exist")
+    path = check_file(path, "depth image", (".png",))
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.ndim != 2 or raw.dtype != np.uint16:
         found = "undecodable" if raw is None else f"{raw.dtype} with shape {raw.shape}"
@@ -139,7 +200,7 @@ def scale_intrinsics(K: ArrayT, sx: float, sy: float) -> ArrayT:
     Pixel-centre convention: ``fx' = sx fx``, ``cx' = sx cx + sx/2 - 1/2`` (same for y).
     Works for numpy arrays and torch tensors.
 
-    >>> scale_intrinsics(np.array([[100., 0, 50], [0, 100, 40], [0, 0, 1]]), 0.5, 0.5)[0]
+    >>> scale_intrinsics(np.array([[100., 0, 50], [0, 100, 40], [0, 0, 1]]), 0.5, 0.5)[0].round(6)
     array([50.  ,  0.  , 24.75])
     """
     out = K * 1.0

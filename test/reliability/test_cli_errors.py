@@ -129,6 +129,117 @@ class TestPoseErrors:
         assert all(line.startswith("  checkpoint ") for line in lines[1:]) and len(lines) == 4
 
 
+class TestBadInputFiles:
+    """Issue 28: inputs that gave a wrong answer (exit 0) or a misleading message."""
+
+    def test_truncated_jpeg(self, capsys, files, tmp_path):
+        cut = tmp_path / "cut.jpg"
+        rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        data = cv2.imencode(".jpg", rgb)[1].tobytes()
+        cut.write_bytes(data[: len(data) // 2])
+        code, lines = run(capsys, "pose", *pose_args(files, ref=str(cut)))
+        assert code == 2 and lines == [
+            f"mickey-ros pose: error: image {cut} is a truncated JPEG ({len(data) // 2} bytes, "
+            "no end-of-image marker); copy or export the file again"]
+
+    def test_directory_as_image_and_checkpoint(self, capsys, files, tmp_path):
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "last.ckpt").write_bytes(files["tiny.ckpt"].read_bytes())
+        code, lines = run(capsys, "pose", *pose_args(files, ref=str(tmp_path)))
+        assert code == 2 and lines == [f"mickey-ros pose: error: image file {tmp_path} is a "
+                                       "directory; pass a .jpg/.jpeg/.png file"]
+        code, lines = run(capsys, "pose", *pose_args(files, checkpoint=str(tmp_path / "run")))
+        assert code == 2 and lines == [
+            f"mickey-ros pose: error: checkpoint file {tmp_path / 'run'} is a directory; pass a "
+            ".ckpt/.pth/.pt file; it holds last.ckpt"]
+
+    @pytest.mark.parametrize("fx, reason", [("nan", "fx = nan is not a finite number"),
+                                            ("0", "fx = 0 must be positive (focal length in "
+                                                  "pixels)"),
+                                            ("-60", "fx = -60 must be positive (focal length in "
+                                                    "pixels)")])
+    def test_bad_intrinsics_line_named(self, capsys, files, tmp_path, fx, reason):
+        """It said "no line for ref.png"."""
+        intrinsics = tmp_path / "intrinsics.txt"
+        intrinsics.write_text(f"ref.png {fx} 60 28 28 56 56\nquery.png 60 60 28 28 56 56\n")
+        code, lines = run(capsys, "pose", str(files["ref.png"]), str(files["query.png"]),
+                          "--intrinsics", str(intrinsics), "--checkpoint", str(files["tiny.ckpt"]))
+        assert code == 2 and lines == [
+            f"mickey-ros pose: error: {intrinsics}:1: the line for ref.png is invalid: {reason}"]
+
+    def test_exif_rotation_said_beside_the_aspect_error(self, capsys, files, tmp_path):
+        """It said only "another aspect ratio"."""
+        phone = tmp_path / "phone.jpg"
+        rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        data = cv2.imencode(".jpg", rgb)[1].tobytes()
+        tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06"
+        app1 = b"Exif\x00\x00" + tiff + b"\x00\x00\x00\x00\x00\x00"
+        phone.write_bytes(data[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
+                          + data[2:])
+        intrinsics = tmp_path / "intrinsics.txt"
+        intrinsics.write_text("phone.jpg 100 100 60 80 120 160\nquery.png 60 60 28 28 56 56\n")
+        code, lines = run(capsys, "pose", str(phone), str(files["query.png"]),
+                          "--intrinsics", str(intrinsics), "--checkpoint", str(files["tiny.ckpt"]))
+        assert code == 2 and lines[0].startswith(
+            f"note: {phone} has EXIF orientation 6 (rotated 90 degrees clockwise for display); "
+            "it is read as stored (sensor orientation)")
+        assert lines[1] == (
+            f"mickey-ros pose: error: {intrinsics}: {phone} states 120x160 but the image is "
+            "160x120 (another aspect ratio: width and height swapped: a rotated image? files "
+            "are read as stored, without EXIF rotation); fix the line's K and size, or pass "
+            "--ref-K/--query-K")
+
+    def test_text_file_named_mcap(self, capsys, tmp_path):
+        """--list-topics exited 0 with "(the bag has no topics)"."""
+        fake = tmp_path / "notes.mcap"
+        fake.write_text("not a bag\n")
+        code, lines = run(capsys, "replay", str(fake), "--list-topics")
+        assert code == 2 and lines == [
+            f"mickey-ros replay: error: {fake} is not an MCAP file (it starts with b'not a ba'); "
+            "pass a rosbag2 recording: a bag directory (with metadata.yaml) or the .mcap file "
+            "`ros2 bag record -s mcap` wrote"]
+
+    def test_broken_metadata_yaml(self, capsys, files, tmp_path):
+        """It was followed by a sqlite3 '.recover' hint."""
+        import shutil
+
+        bag = shutil.copytree(files["bag"], tmp_path / "bag")
+        (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: [9\n")
+        code, lines = run(capsys, "replay", str(bag), "--list-topics")
+        assert code == 2 and len(lines) == 1 and ".recover" not in lines[0]
+        assert lines[0].startswith(f"mickey-ros replay: error: {bag / 'metadata.yaml'} is not "
+                                   "valid YAML (")
+        assert lines[0].endswith(f"); rebuild it from the recorded files with `ros2 bag reindex "
+                                 f"{bag}` (add `-s mcap` for MCAP storage)")
+
+
+class TestSynthErrors:
+    def test_baseline_no_place_can_hold(self, capsys, tmp_path):
+        """A traceback around the message, after rendering 8 scenes."""
+        code, lines = run(capsys, "synth", "pairs", "--out", str(tmp_path / "p"), "--count", "2",
+                          "--baseline-m", "20", "30", "--scene", "room")
+        assert code == 2 and lines == [
+            "mickey-ros synth: error: PairSamplingConfig.baseline_m (20.0, 30.0) cannot fit in a "
+            "room scene, where cameras are at most 14.7 m apart; lower the minimum baseline or "
+            "use scene courtyard (up to 43.8 m)"]
+        assert not (tmp_path / "p").exists()
+
+    def test_no_pair_satisfies_the_ranges(self, capsys, tmp_path):
+        from mickey_ros.synth.render import EGLUnavailableError, shared_egl_context
+
+        try:
+            shared_egl_context()
+        except EGLUnavailableError as err:
+            pytest.skip(f"needs a headless EGL OpenGL context: {err}")
+        code, lines = run(capsys, "synth", "pairs", "--out", str(tmp_path / "p"), "--count", "1",
+                          "--size", "64x64", "--no-previews", "--baseline-m", "0", "0.01",
+                          "--rotation-deg", "50", "60")
+        assert code == 2 and lines[-1].startswith(
+            "mickey-ros synth: error: pair 0: no camera pair satisfies baseline (0.0, 0.01) m, "
+            "rotation (50.0, 60.0) deg")
+        assert not (tmp_path / "p").exists()
+
+
 class TestDebugFlag:
     def test_user_error_propagates(self, files):
         with pytest.raises(UserError, match="--ref-K expects"):
@@ -167,11 +278,12 @@ class TestReplayErrors:
             f"mickey-ros replay: error: bag {files['root'] / 'nope'} does not exist"]
 
     def test_output_path_under_a_file(self, capsys, files):
-        """An OSError the user can fix (here NotADirectoryError) is one line too."""
+        """An output that cannot be written is one line, before the bag is read (issue 28)."""
         out = files["tiny.ckpt"] / "out"
         code, lines = run(capsys, *replay_args(files, "--resize", "112", "112")[:-1], str(out))
-        assert code == 2 and len(lines) == 1 and lines[0].startswith(
-            "mickey-ros replay: error: [Errno 20] Not a directory")
+        assert code == 2 and lines == [
+            f"mickey-ros replay: error: cannot write --out {out}: {files['tiny.ckpt']} is a file, "
+            "not a directory"]
 
     def test_keyframe_too_small_for_the_network(self, capsys, files):
         code, lines = run(capsys, *replay_args(files))
@@ -208,6 +320,17 @@ class TestArgumentErrors:
 
 
 class TestTrainConfigErrors:
+    def test_out_that_cannot_be_written(self, capsys, tmp_path):
+        """Issue 28: a traceback (only FileNotFoundError was one line)."""
+        train = pytest.importorskip("mickey_ros.train.main")
+        (tmp_path / "train.yaml").write_text("max_steps: 1\n")
+        (tmp_path / "file").write_text("")
+        assert train.cli(["--config", str(tmp_path / "train.yaml"),
+                          "--out", str(tmp_path / "file" / "run")]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines == [f"mickey-train: error: cannot write --out {tmp_path / 'file' / 'run'}: "
+                         f"{tmp_path / 'file'} is a file, not a directory"]
+
     @pytest.mark.parametrize("text, expected", [
         ("batch_sise: 4\n", "unknown key(s) ['batch_sise']; valid keys are ['batch_size', "),
         ("optim: {lr: fast}\n", ".optim.lr must be float, got str 'fast'"),

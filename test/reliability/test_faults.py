@@ -7,6 +7,7 @@ the node's wiring); file faults use literal lines with the exact reason the user
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,16 @@ import torch
 from rosbags.typesys import Stores, get_typestore
 
 from mickey_ros.estimator.result import PoseEstimate
-from mickey_ros.mapfree.files import ParseReport, read_intrinsics, read_poses
+from mickey_ros.mapfree.files import (
+    CameraIntrinsics,
+    ParseReport,
+    format_pose_line,
+    intrinsics_matrix,
+    lookup_intrinsics,
+    read_intrinsics,
+    read_poses,
+    write_intrinsics,
+)
 from mickey_ros.relocalization import messages
 from mickey_ros.utils.images import ImageError
 
@@ -178,12 +188,16 @@ class TestDiagnosticsUnderSimTime:
         assert meter.rate_hz(1_000_000_000) == pytest.approx(10.0)
 
     def test_node_diagnostics_with_a_frozen_sim_clock(self, node):
+        # the node measures rates on a steady clock (issue 28): frames between two /clock
+        # ticks are 10 ms apart in wall time, not 0
+        node.clock.ros_time_is_active = True
         node.clock.ns = 7_000_000_000
         for _ in range(3):  # three frames between two /clock ticks
             feed(node, "/ns/", 2_000_000_000)
             node.clock.ns = 7_000_000_000
+            time.sleep(0.01)
         status = node._updater.run()
-        assert status["input image"].values["rate_hz"] == "0.00"
+        assert 0.0 < float(status["input image"].values["rate_hz"]) <= 101.0
 
 
 class TestKeyframeAndLiveFromDifferentCameras:
@@ -239,6 +253,7 @@ def _read(tmp_path: Path, text: str, kind: str) -> tuple[object, list[tuple[int,
 
 class TestMapFreeFiles:
     def test_intrinsics_missing_fields_nan_and_bad_sizes(self, tmp_path):
+        """Each reason names the bad field and value (issue 28: it said only what is allowed)."""
         table, skipped = _read(tmp_path, "\n".join([
             "seq0/frame_00000.jpg 500 500 270 360 540 720",
             "seq1/frame_00000.jpg 500 500 270 360 540",  # a missing field
@@ -247,13 +262,71 @@ class TestMapFreeFiles:
             "seq1/frame_00003.jpg 0 500 270 360 540 720",
             "seq0/frame_00000.jpg 400 400 270 360 540 720",  # duplicate: the first wins
             "# a comment line",
+            "seq1/frame_00004.jpg -500 500 270 360 540 720",
+            "seq1/frame_00005.jpg 500 500 x 360 540 720",
+            "my frame.jpg 500 500 270 360 540 720",
+            "seq1/frame_00006.jpg 500 500 270 360 540 0",
         ]), "intrinsics")
         assert list(table) == ["seq0/frame_00000.jpg"] and table["seq0/frame_00000.jpg"].K[0, 0] \
             == 500
-        finite = "expected 'name fx fy cx cy width height' with finite numbers"
-        whole = "fx and fy must be positive, width and height whole pixels"
-        assert skipped == [(2, finite), (3, finite), (4, whole), (5, whole),
-                           (6, "duplicate frame 'seq0/frame_00000.jpg'; keeping the first")]
+        assert skipped == [
+            (2, "expected 'name fx fy cx cy width height' (7 fields), got 6"),
+            (3, "fy = nan is not a finite number"),
+            (4, "width = 540.5 must be a whole number of pixels >= 1"),
+            (5, "fx = 0 must be positive (focal length in pixels)"),
+            (6, "duplicate frame 'seq0/frame_00000.jpg'; keeping the first"),
+            (8, "fx = -500 must be positive (focal length in pixels)"),
+            (9, "cx = 'x' is not a number"),
+            (10, "frame name 'my frame.jpg' cannot appear in a Map-free file (its fields are "
+                 "separated by spaces, so a name must be non-empty without whitespace); rename "
+                 "the file"),
+            (11, "height = 0 must be a whole number of pixels >= 1")]
+
+    @pytest.mark.parametrize("value", ["nan", "0", "-800"])
+    def test_lookup_names_the_bad_line_and_value(self, tmp_path, value):
+        """Issue 28: a NaN, zero or negative focal said "no line for ref.png"."""
+        path = tmp_path / "intrinsics.txt"
+        path.write_text(f"query.png 800 800 80 60 160 120\nref.png {value} 800 80 60 160 120\n")
+        with pytest.raises(ValueError) as err:
+            lookup_intrinsics(path, tmp_path / "ref.png")
+        reason = ("fx = nan is not a finite number" if value == "nan"
+                  else f"fx = {value} must be positive (focal length in pixels)")
+        assert str(err.value) == f"{path}:2: the line for ref.png is invalid: {reason}"
+        assert lookup_intrinsics(path, Path("seq/query.png")).K[0, 0] == 800
+
+    def test_lookup_matches_whole_path_components(self, tmp_path):
+        """'my_ref.png' is not the line of 'ref.png' (a string suffix matched before)."""
+        path = tmp_path / "intrinsics.txt"
+        path.write_text("seq0/my_ref.png 100 100 80 60 160 120\n"
+                        "seq0/ref.png 200 200 80 60 160 120\nseq1/ref.png 300 300 80 60 160 120\n")
+        assert lookup_intrinsics(path, Path("data/seq1/ref.png")).K[0, 0] == 300
+        assert lookup_intrinsics(path, Path("ref.png")).K[0, 0] == 200  # the first by file name
+        with pytest.raises(ValueError, match=r"no line for y_ref.png in .*; it has \["):
+            lookup_intrinsics(path, Path("y_ref.png"))
+
+    def test_names_with_whitespace_refused_where_written_and_read(self, tmp_path):
+        """Issue 28: a name with a space was written and then read as a broken line."""
+        path = tmp_path / "intrinsics.txt"
+        path.write_text("ref.png 800 800 80 60 160 120\n")
+        message = ("frame name 'my ref.png' cannot appear in a Map-free file (its fields are "
+                   "separated by spaces, so a name must be non-empty without whitespace); "
+                   "rename the file")
+        with pytest.raises(ValueError) as err:
+            lookup_intrinsics(path, Path("my ref.png"))
+        assert str(err.value) == message
+        cam = CameraIntrinsics(intrinsics_matrix(800, 800, 80, 60), 160, 120)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            write_intrinsics(tmp_path / "out.txt", {"my ref.png": cam})
+        with pytest.raises(ValueError, match=re.escape(message)):
+            format_pose_line("my ref.png", np.array([1.0, 0, 0, 0]), np.zeros(3))
+        with pytest.raises(ValueError, match="frame name '' cannot appear"):
+            format_pose_line("", np.array([1.0, 0, 0, 0]), np.zeros(3))
+        assert not (tmp_path / "out.txt").exists()
+
+    def test_directory_given_as_a_file(self, tmp_path):
+        with pytest.raises(IsADirectoryError) as err:
+            read_intrinsics(tmp_path)
+        assert str(err.value) == f"intrinsics file {tmp_path} is a directory; pass a .txt file"
 
     def test_poses_missing_fields_nan_zero_and_non_unit_quaternions(self, tmp_path):
         entries, skipped = _read(tmp_path, "\n".join([

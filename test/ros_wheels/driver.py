@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import TransformStamped
+from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
@@ -27,6 +27,7 @@ from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from mickey_ros.relocalization import messages
@@ -76,7 +77,11 @@ class Probe(Node):
             "reliable": (self.create_publisher(Image, "/image", 10),
                          self.create_publisher(CameraInfo, "/camera_info", 10)),
         }
-        self.got: dict[str, list] = {"relative": [], "estimate": [], "tf": [], "diag": []}
+        self.got: dict[str, list] = {"relative": [], "estimate": [], "tf": [], "diag": [],
+                                     "pose": []}
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
+        self.create_subscription(PoseWithCovarianceStamped, f"{NODE}/pose",
+                                 self.got["pose"].append, 10)
         self.create_subscription(TransformStamped, f"{NODE}/relative_pose",
                                  self.got["relative"].append, 10)
         self.create_subscription(self.types.RelativePose, f"{NODE}/estimate",
@@ -88,6 +93,8 @@ class Probe(Node):
             "change_state": self.create_client(ChangeState, f"{NODE}/change_state"),
             "get_parameters": self.create_client(GetParameters, f"{NODE}/get_parameters"),
             "set_parameters": self.create_client(SetParameters, f"{NODE}/set_parameters"),
+            "capture_reference": self.create_client(Trigger, f"{NODE}/capture_reference"),
+            "capture_keyframe": self.create_client(Trigger, f"{NODE}/capture_keyframe"),
         }
 
     def spin_until(self, predicate, timeout_s: float) -> bool:
@@ -141,11 +148,11 @@ class Probe(Node):
                 return msg
         return None
 
-    def quality(self) -> dict[str, str]:
-        """Values of the newest 'pose quality' diagnostics status."""
+    def quality(self, name: str = "pose quality") -> dict[str, str]:
+        """Values of the newest diagnostics status ``name`` (+ ``_msg``: its message)."""
         for array in reversed(self.got["diag"]):
             for status in array.status:
-                if status.name.endswith("pose quality"):
+                if status.name.endswith(name):
                     return {kv.key: kv.value for kv in status.values} | {"_msg": status.message}
         return {}
 
@@ -159,11 +166,12 @@ class Checks:
         return bool(ok)
 
 
-def start_node(install: Path, log_path: Path) -> subprocess.Popen:
+def start_node(install: Path, log_path: Path, overrides: dict[str, str] = OVERRIDES
+               ) -> subprocess.Popen:
     exe = install / "lib" / "mickey_ros" / "relocalize_node"
     params = install / "share" / "mickey_ros" / "config" / "relocalize.yaml"
     cmd = [str(exe), "--ros-args", "--params-file", str(params)]
-    for name, value in OVERRIDES.items():
+    for name, value in overrides.items():
         cmd += ["-p", f"{name}:={value}"]
     log = open(log_path, "w")  # noqa: SIM115 - kept open for the process's lifetime
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -303,6 +311,31 @@ def run(probe: Probe, node: subprocess.Popen, checks: Checks) -> None:
                    "reference keyframe"))
                and int(diag.get("bad_frames", "0")) == len(bad), f"{names} {diag}")
 
+    # ~/capture_reference lives as long as the node: while not active it answers with what to
+    # do (issue 28: it went with cleanup, and a call waited forever)
+    answers = {}
+    for transition, state in ((Transition.TRANSITION_DEACTIVATE, "inactive"),
+                              (Transition.TRANSITION_CLEANUP, "unconfigured")):
+        probe.transition(transition)
+        response = probe.call("capture_reference", Trigger.Request())
+        answers[state] = None if response is None else (response.success, response.message)
+    back = probe.transition(Transition.TRANSITION_CONFIGURE) and probe.transition(
+        Transition.TRANSITION_ACTIVATE)
+    est = None
+    for _ in range(10):  # the volatile keyframe image subscription is new: publish it again
+        probe.ref_image.publish(ref_image)
+        est = good_frame("reliable", timeout_s=5.0)
+        if est is not None and est.status == "ok":
+            break
+    checks.add("capture_reference_while_not_active",
+               answers == {
+                   "inactive": (False, "node is not active: ros2 lifecycle set <node> activate"),
+                   "unconfigured": (False, "node is not active: ros2 lifecycle set <node> "
+                                           "configure, then activate")}
+               and back and est is not None and est.status == "ok",
+               f"{answers}, configure + activate {back}, "
+               f"estimate after: {None if est is None else est.status}")
+
     # Ctrl-C with a frame in flight: the frame is still published, no ERROR, exit 0
     # Ctrl-C must meet a frame in flight: a first frame measures transport + inference under the
     # current load, and SIGINT follows the second one by its transport time + half its inference
@@ -329,6 +362,85 @@ def run(probe: Probe, node: subprocess.Popen, checks: Checks) -> None:
                f"{[round(e.inference_ms) for e in probe.got['estimate'][-3:]]} ms")
 
 
+# ---------------------------------------------------------------------------- keyframe library
+LIBRARY_SEEDS = (10, 11, 12)  # keyframe textures, at x = 0, 5, 10 m in the map
+
+
+def stop(node: subprocess.Popen) -> None:
+    """SIGINT, then kill after 30 s."""
+    if node.poll() is None:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(30)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+def build_library(root: Path) -> None:
+    """Three posed keyframes made with the node's model: ``mickey_tiny``, seeded random init."""
+    from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
+    from mickey_ros.keyframes import KeyframeLibrary, feature_source
+    from mickey_ros.model.config import get_model_config
+
+    est = RelativePoseEstimator.from_model_config(get_model_config("mickey_tiny"),
+                                                  EstimatorConfig(device="cpu"))
+    lib = KeyframeLibrary.create(root, est, feature_source(est))
+    for i, seed in enumerate(LIBRARY_SEEDS):
+        T = np.eye(4)
+        T[0, 3] = 5.0 * i
+        lib.add(texture(seed), K, T)
+
+
+def library_overrides(root: Path) -> dict[str, str]:
+    keep = ("model.config", "model.device", "model.warmup_iterations", "solver.num_samples",
+            "solver.it_matches", "solver.it_ransac", "gate.min_confidence")
+    return {name: OVERRIDES[name] for name in keep} | {
+        "keyframes.library": str(root), "output.publish_pose": "true", "output.tf_mode": "none"}
+
+
+def run_library(probe: Probe, node: subprocess.Popen, checks: Checks, root: Path) -> None:
+    """Library mode on the wire: a frame localised in the map, a keyframe captured at its TF
+    map pose and written to the library."""
+    types = probe.types
+    active = probe.spin_until(lambda: probe.state() == "active", 120.0)
+    if not checks.add("library_node_active", active, f"state {probe.state()}"):
+        return
+    s = 50_000_000_000
+    pose = None
+    for _ in range(30):  # re-send: discovery may lose the first
+        image = messages.rgb_to_image_msg(types, texture(LIBRARY_SEEDS[1]), s, "cam")
+        probe.frame("reliable", s, image)
+        if probe.spin_until(lambda: any(messages.stamp_to_ns(p.header.stamp) == s
+                                        for p in probe.got["pose"]), 1.0):
+            pose = [p for p in probe.got["pose"] if messages.stamp_to_ns(p.header.stamp) == s][0]
+            break
+    position = None if pose is None else pose.pose.pose.position
+    checks.add("library_pose_in_map",
+               pose is not None and pose.header.frame_id == "map"
+               and abs(position.x - 5.0) < 0.5 and abs(position.y) < 0.5, str(pose))
+    probe.spin_until(lambda: probe.quality("reference keyframe").get("keyframe"), 5.0)
+    diag = probe.quality("reference keyframe")
+    checks.add("library_diagnostics_name_keyframe",
+               diag.get("keyframe") == "kf00001" and diag.get("keyframes") == "3"
+               and diag.get("runner_up", "") not in ("", "kf00001")
+               and float(diag.get("runner_up_confidence", "-1")) >= 0.0, str(diag))
+    # capture: the newest live frame at its map pose from TF, written to disk
+    T_map_cam = np.eye(4)
+    T_map_cam[:3, 3] = [20.0, 1.0, 0.0]
+    probe.tf_pub.publish(TFMessage(transforms=[
+        messages.transform_stamped_msg(types, T_map_cam, s, "map", "cam")]))
+    probe.spin_until(lambda: False, 0.5)
+    response = probe.call("capture_keyframe", Trigger.Request())
+    manifest = json.loads((root / "manifest.json").read_text())
+    checks.add("capture_keyframe_persisted",
+               response is not None and response.success
+               and response.message == (f"keyframe kf00003 added to {root} at (20.00, 1.00, "
+                                        "0.00) in map: 4 keyframes")
+               and [k["id"] for k in manifest["keyframes"]][-1] == "kf00003"
+               and (root / "features" / "kf00003.npz").exists(),
+               f"{response} {[k['id'] for k in manifest['keyframes']]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--install", type=Path, required=True)
@@ -341,15 +453,16 @@ def main() -> int:
     node = start_node(args.install, args.node_log)
     try:
         run(probe, node, checks)
+        stop(node)
+        root = args.out.parent / "keyframe_library"
+        build_library(root)
+        node = start_node(args.install, args.node_log.with_name("library_node.log"),
+                          library_overrides(root))
+        run_library(probe, node, checks, root)
     except Exception:  # noqa: BLE001 - reported to the pytest side as a failed check
         checks.add("driver", False, traceback.format_exc())
     finally:
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        stop(node)
         probe.destroy_node()
         rclpy.try_shutdown()
         args.out.write_text(json.dumps(checks.results, indent=1))

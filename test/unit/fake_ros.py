@@ -51,6 +51,7 @@ class JumpThreshold:
 class Clock:
     def __init__(self):
         self.ns = 1_000_000_000
+        self.ros_time_is_active = False  # rclpy's ROSClock property: True under use_sim_time
         self.jump_callbacks: list[Callable] = []
 
     def now(self) -> Time:

@@ -149,6 +149,43 @@ class TestBagReaderOpen:
         with pytest.raises(BagError, match=r"cannot read bag .*malformed.*\.recover"):
             BagReader(path).open()
 
+    def test_exception_file_that_is_no_recording(self, tmp_path):
+        """Issue 28: a text file named .mcap opened as an empty bag ("topic not in the bag")."""
+        cases = {"notes.mcap": b"hello world\n", "empty.mcap": b"", "x.bin": b"hello world\n",
+                 "fake.db3": b"hello world\n"}
+        sqlite = write_bag(tmp_path / "bag", "sqlite3", _messages(2)) / "bag.db3"
+        cases["sqlite.mcap"] = sqlite.read_bytes()
+        said = {}
+        for name, data in cases.items():
+            (tmp_path / name).write_bytes(data)
+            with pytest.raises(BagError) as err:
+                BagReader(tmp_path / name).open()
+            said[name] = str(err.value).split(f"{tmp_path / name} is ")[1].split(";")[0]
+        assert said == {"notes.mcap": "not an MCAP file (it starts with b'hello wo')",
+                        "empty.mcap": "empty, not an MCAP file",
+                        "x.bin": "not a rosbag2 recording (it starts with b'hello wo')",
+                        "fake.db3": "not a sqlite3 database (it starts with b'hello wo')",
+                        "sqlite.mcap": "a sqlite3 database, not an MCAP file"}
+        assert str(err.value).endswith("; pass a rosbag2 recording: a bag directory (with "
+                                       "metadata.yaml) or the .mcap file `ros2 bag record -s "
+                                       "mcap` wrote")
+
+    @pytest.mark.parametrize("text, problem", [
+        ("rosbag2_bagfile_information: [\n", "is not valid YAML (expected the node content, but "
+                                              "found '<stream end>' at line 2)"),
+        ("version: 9\n", "has no rosbag2_bagfile_information section"),
+    ])
+    def test_exception_broken_metadata_names_it(self, tmp_path, text, problem):
+        """Issue 28: a broken metadata.yaml was followed by an unrelated sqlite3 hint."""
+        path = write_bag(tmp_path / "bag", "mcap", _messages(2))
+        (path / "metadata.yaml").write_text(text)
+        with pytest.raises(BagError) as err:
+            BagReader(path).open()
+        assert str(err.value) == (
+            f"{path / 'metadata.yaml'} {problem}; rebuild it from the recorded files with "
+            f"`ros2 bag reindex {path}` (add `-s mcap` for MCAP storage), or pass the file "
+            f"{path / 'bag.mcap'} itself")
+
     def test_truncated_mcap_recovers_complete_chunks(self, tmp_path):
         path = write_independent_mcap(tmp_path / "x.mcap", _messages(40), chunk_size=256)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])

@@ -6,8 +6,14 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
-from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
+from mickey_ros.estimator.relative_pose import (
+    DEMO_MODEL_NOTE,
+    EstimatorConfig,
+    RelativePoseEstimator,
+    onnx_model_label,
+)
 from mickey_ros.geometry.ransac import SolverConfig
 from mickey_ros.model.config import mickey_tiny
 from mickey_ros.utils.images import ImageError
@@ -146,9 +152,58 @@ class TestRealPair:
         K_left = np.array([[994.978, 0, 311.193], [0, 994.978, 254.877], [0, 0, 1]])
         K_right = K_left.copy()
         K_right[0, 2] = 342.279
-        est = _with_config(estimator, resize=(W, H))
+        est = _with_config(estimator, resize=(W, round(W * 500 / 741)))  # the 741x500 aspect
         result = est.estimate_pair(left, K_left, right, K_right)
         if result.valid:
             assert np.all(np.isfinite(result.R)) and np.all(np.isfinite(result.t))
         else:
             assert result.reason
+
+
+DEMO_LABEL = f"demo_model.ckpt ({DEMO_MODEL_NOTE})"
+
+
+class TestOnnxModelLabel:
+    def test_names_file_and_source(self):
+        assert onnx_model_label("/m/demo.onnx", {"source": DEMO_LABEL}) == (
+            f"demo.onnx, exported from {DEMO_LABEL}")
+
+    def test_older_files_get_the_demo_note(self):
+        assert onnx_model_label("d.onnx", {"source": "demo_model.ckpt"}) == (
+            f"d.onnx, exported from {DEMO_LABEL}")
+
+    def test_no_source(self):
+        assert onnx_model_label("m.onnx", {}) == "m.onnx"
+
+
+class TestEstimatorDevice:
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+    def test_cuda_on_cpu_torch_is_a_value_error(self):
+        with pytest.raises(ValueError) as info:
+            RelativePoseEstimator.from_model_config(mickey_tiny(), EstimatorConfig(device="cuda"))
+        assert str(info.value) == (
+            f"device='cuda' but torch {torch.__version__} sees no CUDA GPU; pass device='cpu', "
+            "or install the torch build for your GPU")
+
+    def test_not_a_device(self):
+        with pytest.raises(ValueError, match="^device='gpu' is not a torch device; use cpu"):
+            RelativePoseEstimator.from_model_config(mickey_tiny(), EstimatorConfig(device="gpu"))
+
+
+class TestResizeAspectWarning:
+    K = np.array([[200.0, 0, 112], [0, 200, 84], [0, 0, 1]])
+
+    def test_stretching_resize_warns(self):
+        est = RelativePoseEstimator.from_model_config(mickey_tiny(),
+                                                      EstimatorConfig(resize=(224, 224)))
+        with pytest.warns(UserWarning) as caught:
+            est.set_reference(np.zeros((168, 224, 3), np.uint8), self.K)
+        assert [str(w.message) for w in caught] == [
+            "network input 224x224 (resize, --size) changes the aspect of the reference image "
+            "(224x168): it is stretched, and the poses with it; 224x168 keeps it"]
+
+    def test_aspect_kept_is_silent(self, recwarn):
+        est = RelativePoseEstimator.from_model_config(mickey_tiny(),
+                                                      EstimatorConfig(resize=(140, 105)))
+        est.set_reference(np.zeros((168, 224, 3), np.uint8), self.K)
+        assert [str(w.message) for w in recwarn if "aspect" in str(w.message)] == []

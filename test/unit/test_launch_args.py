@@ -24,7 +24,7 @@ class TestLaunchArguments:
         assert [a.name for a in LAUNCH_ARGUMENTS] == [
             "namespace", "node_name", "params_file", "use_sim_time", "log_level", "image_topic",
             "camera_info_topic", "reference_image_topic", "reference_camera_info_topic",
-            "checkpoint", "dinov2_weights", "device", "tf_mode", "use_compressed",
+            "checkpoint", "dinov2_weights", "device", "tf_mode", "use_compressed", "keyframes",
         ]
 
     def test_targets_exist(self):

@@ -21,7 +21,9 @@ RANK = {
     "relocalization": 3,
     "bags": 4,
     "synth": 5,  # a data source for train/ and cli/ as well as a front-end
+    "keyframes": 5,  # keyframe library + selection (issue 29): below replay, ros and cli
     "replay": 6,
+    "dataset": 6,  # bags -> Map-free layout (issue 27); uses synth's overlap geometry
     "eval": 6,
     "train": 6,
     "ros": 7,

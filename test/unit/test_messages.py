@@ -190,6 +190,18 @@ class TestCompressedImage:
             m.image_msg_to_rgb(msg)
 
 
+    def test_truncated_jpeg_refused_by_decoder_and_check(self):
+        rng = np.random.default_rng(0)
+        full = m.rgb_to_compressed_image_msg(TYPES, rng.integers(0, 255, (48, 64, 3), np.uint8),
+                                             5, "cam")
+        data = bytes(full.data)
+        cut = SimpleNamespace(header=None, format=full.format, data=data[: len(data) * 2 // 3])
+        for check in (m.image_msg_to_rgb, m.check_image_msg):  # named, not "cannot decode"
+            with pytest.raises(ImageError, match=r"truncated JPEG \(\d+ bytes.*frame is skipped"):
+                check(cut)
+        assert m.image_msg_to_rgb(full).shape == (48, 64, 3)
+
+
 class TestCheckImageMsg:
     def test_accepts_valid_and_padded(self):
         rgb = np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3)

@@ -35,3 +35,20 @@ def test_configured_line_names_the_demo_model(node_module, monkeypatch):
             "use) on cuda, tf_mode relative, min_confidence 0.05"]
     finally:
         node.release()
+
+
+def test_configured_line_says_the_threads_and_precision_chosen(node_module, monkeypatch):
+    from mickey_ros.estimator.runtime import RunSettings
+
+    class Tuned(Named):
+        run_settings = RunSettings(1, "bf16", "bf16", "precision auto -> bf16; threads 1 (auto)")
+
+    monkeypatch.setattr(node_module, "load_estimator", lambda params, logger: Tuned())
+    node = node_module.RelocalizeNode(parameter_overrides={"model.checkpoint": "demo"})
+    try:
+        assert node.start()
+        configured = [m for level, m in node.logger.records if m.startswith("configured:")]
+        assert len(configured) == 1 and configured[0].endswith(
+            "min_confidence 0.05; runs with precision auto -> bf16; threads 1 (auto)")
+    finally:
+        node.release()

@@ -55,7 +55,7 @@ class TestCMakeLists:
 
     def test_installs_executables_launch_config_and_tests(self):
         for line in ("RENAME relocalize_node", "RENAME train", "install(DIRECTORY launch config",
-                     "ament_add_pytest_test(unit test/unit",
+                     "ament_add_pytest_test(unit_${_test} test/unit/${_test}.py",
                      "add_launch_test(test/ros/test_relocalize_launch.py"):
             assert line in CMAKE, line
 

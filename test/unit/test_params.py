@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mickey_ros.keyframes.localizer import LocalizerConfig
 from mickey_ros.relocalization.params import (
     NodeParams,
     load_params_yaml,
@@ -32,10 +33,11 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 class TestParameterSpecs:
     def test_names(self):
         names = [spec.name for spec in parameter_specs()]
-        assert len(names) == len(set(names)) == 48  # 42 + 6 backend parameters (issue 16)
+        # 42 + 6 backend parameters (issue 16) + model.threads (issue 28) + 5 keyframes.* (29)
+        assert len(names) == len(set(names)) == 54
         assert names[:3] == ["autostart", "model.checkpoint", "model.dinov2_weights"]
         assert {n.split(".")[0] for n in names} == {
-            "autostart", "model", "solver", "input", "reference", "output", "gate"}
+            "autostart", "model", "solver", "input", "reference", "output", "gate", "keyframes"}
 
     def test_every_parameter_documented(self):
         for spec in parameter_specs():
@@ -44,7 +46,9 @@ class TestParameterSpecs:
     def test_dynamic_parameters(self):
         dynamic = {spec.name for spec in parameter_specs() if spec.dynamic}
         assert dynamic == {"input.max_rate_hz", "gate.min_confidence",
-                           "gate.covariance_translation_m", "gate.covariance_rotation_rad"}
+                           "gate.covariance_translation_m", "gate.covariance_rotation_rad",
+                           "keyframes.k", "keyframes.retrieval", "keyframes.prior_radius_m",
+                           "keyframes.recheck_interval"}
 
     def test_defaults_inside_ranges_and_choices(self):
         for spec in parameter_specs():
@@ -130,6 +134,15 @@ class TestDerivedConfigs:
         cfg = params.estimator_config()
         assert (cfg.device, cfg.resize, cfg.keep_matches) == ("cpu", (224, 168), True)
         assert (cfg.solver.num_samples, cfg.solver.it_matches) == (256, 20)
+
+    def test_localizer_config(self):
+        params = node_params_from_flat({"keyframes.k": 5, "keyframes.retrieval": False,
+                                        "keyframes.prior_radius_m": 1.5,
+                                        "keyframes.recheck_interval": 4,
+                                        "gate.min_confidence": 0.2})
+        cfg = LocalizerConfig.from_node_params(params)
+        assert (cfg.k, cfg.retrieval, cfg.prior_radius_m, cfg.recheck_every,
+                cfg.min_confidence) == (5, False, 1.5, 4, 0.2)
 
     def test_no_resize_by_default(self):
         assert NodeParams().estimator_config().resize is None

@@ -33,6 +33,7 @@ from mickey_ros.relocalization.messages import (
     transform_stamped_to_matrix,
 )
 from mickey_ros.relocalization.params import GateParams, NodeParams, OutputParams
+from mickey_ros.replay import run as run_module
 from mickey_ros.replay.run import ReplayConfig, main, replay
 from mickey_ros.utils.images import ImageError
 
@@ -435,6 +436,15 @@ class TestReplayResults:
         assert float(rows[3]["t_err_m"]) == 0.0
         assert (tmp_path / "report.png").stat().st_size > 10_000
         assert set(result.files) == {"tum", "tum ground truth", "csv", "plot"}
+
+    def test_plot_marks_a_partial_run(self, tmp_path, scene_bag, monkeypatch):
+        partials = []
+        monkeypatch.setattr(run_module, "plot_report",
+                            lambda path, records, title, gate, partial: partials.append(partial))
+        replay(_cfg(plot=str(tmp_path / "a.png")), scene_bag, tmp_path / "o", PoseDouble())
+        replay(_cfg(max_frames=2, plot=str(tmp_path / "b.png")), scene_bag, tmp_path / "o2",
+               PoseDouble())
+        assert partials == ["", "stopped at --max-frames 2"]
 
     def test_every_and_max_frames(self, tmp_path, scene_bag):
         result = replay(_cfg(every=3), scene_bag, tmp_path / "o", PoseDouble())

@@ -17,7 +17,7 @@ from mickey_ros.replay.replay_io import (
     load_reference_image,
     output_topics,
 )
-from mickey_ros.replay.tf_buffer import TfBuffer
+from mickey_ros.bags.tf_buffer import TfBuffer
 from mickey_ros.utils.images import ImageError
 
 TYPES = MessageTypes.from_typestore(make_typestore())

@@ -1,4 +1,4 @@
-"""Tests for mickey_ros.replay.tf_buffer (issue 5): ROS-free TF tree with tf2 lookup semantics."""
+"""Tests for mickey_ros.bags.tf_buffer (issue 5): ROS-free TF tree with tf2 lookup semantics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from rosbags.typesys import Stores, get_typestore
 
 from mickey_ros.geometry.pose import axis_angle_to_rotmat, rotation_angle
-from mickey_ros.replay.tf_buffer import TfBuffer, TfLookupError, slerp_xyzw
+from mickey_ros.bags.tf_buffer import TfBuffer, TfLookupError, slerp_xyzw
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 T_ = TS.types
@@ -181,6 +181,27 @@ class TestLookup:
         robot.add_transform("map", "other", 0, np.eye(4), static=True)
         with pytest.raises(TfLookupError, match="roots are 'odom' and 'map'"):
             robot.lookup("odom", "other", 0)
+
+    def test_max_gap_refuses_interpolating_across_a_hole(self, robot):
+        """Issue 27: samples 1 s apart; a 0.5 s tolerance refuses, 1 s accepts, samples pass."""
+        with pytest.raises(TfLookupError, match=r"gap in the TF data: odom -> base_link has no "
+                           r"sample between 0.000 s and 1.000 s \(1000 ms > the 500 ms"):
+            robot.lookup("odom", "camera_optical_frame", 500_000_000, max_gap_ns=500_000_000)
+        T = robot.lookup("odom", "base_link", 500_000_000, max_gap_ns=10**9)
+        np.testing.assert_allclose(T[:3, 3], [0.5, 0, 0], atol=1e-12)
+        T = robot.lookup("odom", "base_link", 10**9, max_gap_ns=1)  # on a sample: no gap
+        np.testing.assert_allclose(T[:3, 3], [1.0, 0, 0], atol=1e-12)
+
+    def test_max_gap_ignores_static_edges(self, robot):
+        T = robot.lookup("base_link", "camera_optical_frame", 5 * 10**9, max_gap_ns=1)
+        np.testing.assert_allclose(T[:3, 3], [0.1, 0, 0.5], atol=1e-12)
+
+
+class TestParent:
+    def test_parent_root_and_unknown(self, robot):
+        assert robot.parent("camera_optical_frame") == "camera_link"
+        assert robot.parent("/base_link") == "odom"
+        assert robot.parent("odom") is None and robot.parent("nowhere") is None
 
 
 class TestCanTransform:

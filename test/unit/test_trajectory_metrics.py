@@ -12,10 +12,14 @@ import torch
 from mickey_ros.geometry.pose import axis_angle_to_rotmat
 from mickey_ros.replay.trajectory_metrics import (
     CSV_COLUMNS,
+    R_COLOUR,
+    T_COLOUR,
     FrameRecord,
     format_summary,
+    partial_note,
     plot_report,
     pose_errors,
+    report_figure,
     summarize,
     write_csv,
     write_tum,
@@ -144,8 +148,8 @@ class TestWriteCsv:
         assert rows[1][:3] == ["1200000000", "1", "1"]
         assert rows[1][3:6] == ["0.100000000", "0.000000000", "1.000000000"]
         assert rows[1][10:] == ["100.000", "0.0500", "10", "12.50", "20.00", "0.2500", "1.500",
-                                "ok"]
-        assert rows[2][3:10] == [""] * 7 and rows[2][15:] == ["", "", "gate"]
+                                "ok", "", ""]  # keyframe columns: library mode only (issue 29)
+        assert rows[2][3:10] == [""] * 7 and rows[2][15:] == ["", "", "gate", "", ""]
 
 
 class TestPlotReport:
@@ -158,3 +162,67 @@ class TestPlotReport:
         plot_report(tmp_path / "a.png", [_record(0, gt=False)])
         plot_report(tmp_path / "b.png", [])
         assert (tmp_path / "a.png").exists() and (tmp_path / "b.png").exists()
+
+
+def _drawn(records, **kwargs):
+    fig = report_figure(records, "title", 0.1, **kwargs)
+    fig.draw_without_rendering()  # lays out: the extents below are the PNG's
+    top, err, conf, right = fig.axes
+    return fig, top, err, conf, right
+
+
+class TestReportFigure:
+    """Issue 28: report.png's axes, thresholds, legends, ticks and partial runs."""
+
+    def test_twin_axes_and_thresholds_colour_coded_and_labelled(self):
+        from matplotlib.colors import same_color
+
+        _, _, err, _, right = _drawn([_record(k, t_err=0.1, r_err=4.0) for k in range(5)])
+        assert same_color(err.yaxis.label.get_color(), T_COLOUR)
+        assert same_color(right.yaxis.label.get_color(), R_COLOUR)
+        assert same_color(err.get_yticklabels()[0].get_color(), T_COLOUR)
+        assert same_color(right.get_yticklabels()[0].get_color(), R_COLOUR)
+        (t_line,) = [line for line in err.get_lines() if line.get_label() == "25 cm threshold"]
+        (r_line,) = [line for line in right.get_lines() if line.get_label() == "5 deg threshold"]
+        assert t_line.get_linestyle() != r_line.get_linestyle()
+        assert [(t.get_text(), same_color(t.get_color(), T_COLOUR)) for t in err.texts] == [
+            ("25 cm", True)]
+        assert [(t.get_text(), same_color(t.get_color(), R_COLOUR)) for t in right.texts] == [
+            ("5 deg", True)]
+
+    def test_legends_below_the_axes(self):
+        _, top, err, conf, _ = _drawn([_record(k, published=k != 2) for k in range(5)])
+        for ax in (top, err, conf):
+            legend = ax.get_legend().get_window_extent()
+            assert legend.y1 <= ax.get_window_extent().y0  # under the x label, not on a curve
+
+    def test_short_run_time_axis_reads(self):
+        records = [_record(k) for k in range(2)]
+        records[1].stamp_ns = records[0].stamp_ns + 33_000_000  # two frames 33 ms apart
+        _, _, err, conf, _ = _drawn(records)
+        for ax in (err, conf):
+            assert ax.get_xlim() == pytest.approx((-0.02, 1.0))
+            lo, hi = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if lo - 1e-9 <= t <= hi + 1e-9]
+            assert ticks == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+            boxes = sorted((label.get_window_extent() for label in ax.get_xticklabels()
+                            if label.get_text()), key=lambda b: b.x0)
+            assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))  # no label runs into the next
+
+    def test_partial_run_is_marked(self):
+        records = [_record(k) for k in range(5)]
+        fig, _, err, conf, _ = _drawn(records, partial="interrupted after 5 of 200 frames")
+        assert fig.get_suptitle() == "title\nPARTIAL RUN: interrupted after 5 of 200 frames"
+        for ax in (err, conf):
+            stops = [line.get_xdata()[0] for line in ax.get_lines()
+                     if list(line.get_xdata()) == [0.8, 0.8]]
+            assert stops == [pytest.approx(0.8)]  # a line at the last frame, 0.8 s
+        assert _drawn(records)[0].get_suptitle() == "title"
+
+
+class TestPartialNote:
+    def test_each_reason_and_a_whole_run(self):
+        assert partial_note(12, False, read_stopped="truncated file") == (
+            "the bag could be read only in part (12 frames): truncated file")
+        assert partial_note(12, True, max_frames=12) == "interrupted (Ctrl-C) after 12 frames"
+        assert partial_note(40, False) == ""

@@ -38,7 +38,7 @@ class TestCheckDevice:
         assert list(tmp_path.iterdir()) == []  # refused before any work
 
     def test_not_a_device(self):
-        with pytest.raises(UserError, match="^--device 'gpu' is not a torch device; use cpu"):
+        with pytest.raises(UserError, match="^--device gpu is not a torch device; use cpu"):
             check_device("gpu")
 
     def test_cpu(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -72,12 +73,16 @@ class TestPoseOutput:
                              "--query-K", "400,400,250,187", "--size", "280x210")
         assert out.splitlines()[:2] == ["model            : tiny.ckpt",
                                         "network input    : 280x210 px"]
+        threads = "OMP_NUM_THREADS" if "OMP_NUM_THREADS" in os.environ else "auto: small model"
+        assert out.splitlines()[2].startswith("runs with        : precision fp32; threads ")
+        assert threads in out.splitlines()[2]
 
     def test_stretching_size_is_said(self, capsys, files):
         _, _, err = _pose(capsys, files, "a.jpg", "a.jpg", "--ref-K", "400,400,250,187",
                           "--query-K", "400,400,250,187", "--resize", "210", "280")
-        assert err == [f"note: --size 210x280 changes the aspect of {files / 'a.jpg'} (1000x750): "
-                       "the image is stretched; --size 210x158 keeps it"]
+        said = ("note: network input 210x280 (resize, --size) changes the aspect of the {} "
+                "image (1000x750): it is stretched, and the poses with it; 210x158 keeps it")
+        assert err == [said.format("reference"), said.format("query")]  # the estimator's check
 
     def test_too_small_size_one_rule(self, capsys, files):
         code, _, err = _pose(capsys, files, "a.jpg", "a.jpg", "--ref-K", "400,400,250,187",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mickey_ros.cli.main import main as cli_main
-from mickey_ros.estimator import backends
+from mickey_ros.estimator import backends, relative_pose
 from mickey_ros.estimator.bench import BenchConfig, format_table, run_benchmark
 from mickey_ros.estimator.export import export_onnx
 from mickey_ros.model.config import mickey_tiny
@@ -37,20 +37,35 @@ class TestBenchBackend:
             assert med["total"] >= med["network"] + med["solver"]
             assert report["results"][mode]["peak_memory_mib"] > 50  # torch + onnxruntime loaded
         rows = format_table(report).splitlines()
-        assert rows[0].startswith("| backend | mode | preprocess | backbone | heads | network |")
-        assert rows[0].endswith("| FPS | peak RSS MiB |")
-        assert rows[3].startswith("| onnxruntime | cached | ") and "| - | - |" in rows[3]
+        assert rows[0] == f"ran with {report['ran_with']['note']}" and rows[1] == ""
+        assert rows[2].startswith("| backend | mode | preprocess | backbone | heads | network |")
+        assert rows[2].endswith("| FPS | peak RSS MiB |")
+        assert rows[5].startswith("| onnxruntime | cached | ") and "| - | - |" in rows[5]
 
     def test_cli_prints_the_table(self, tiny_onnx, capsys):
-        code = cli_main(["bench", "--model", "mickey_tiny", "--size", "224x168",
+        code = cli_main(["bench", "--model-config", "mickey_tiny", "--size", "224x168",
                          "--iterations", "1", "--warmup", "0", "--modes", "cached",
                          "--backend", "onnxruntime", "--onnx-path", tiny_onnx, "--io-binding"])
         assert code == 0
         assert "| onnxruntime | cached |" in capsys.readouterr().out
 
+    def test_cli_threads_and_precision_printed(self, capsys):
+        code = cli_main(["bench", "--model-config", "mickey_tiny", "--size", "224x168",
+                         "--iterations", "1", "--warmup", "0", "--modes", "cached",
+                         "--threads", "1", "--precision", "fp32"])
+        assert code == 0
+        assert capsys.readouterr().out.splitlines()[0] == (
+            "ran with precision fp32; threads 1 (set)")
+
+    def test_cli_negative_threads_refused(self, capsys):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(["bench", "--model-config", "mickey_tiny", "--threads", "-1"])
+        assert exit_info.value.code == 2
+        assert "argument --threads: must be >= 0, got -1" in capsys.readouterr().err
+
     def test_cli_tensorrt_on_cpu_is_one_line(self, capsys):
         pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
-        code = cli_main(["bench", "--model", "mickey_tiny", "--size", "224x168",
+        code = cli_main(["bench", "--model-config", "mickey_tiny", "--size", "224x168",
                          "--backend", "tensorrt"])
         assert code == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -61,10 +76,12 @@ class TestBackendParams:
     def test_choices_match_the_estimator(self):
         assert params.BACKENDS == backends.BACKENDS
         assert params.AUTOCAST == backends.AUTOCAST
+        assert params.PRECISIONS == relative_pose.PRECISIONS
 
     def test_estimator_config_carries_every_backend_field(self):
         values = {"backend": "onnxruntime", "onnx_path": "/x.onnx", "autocast": "bf16",
-                  "compile": True, "pin_memory": True, "io_binding": True}
+                  "compile": True, "pin_memory": True, "io_binding": True, "threads": 3,
+                  "precision": "auto"}
         node = params.node_params_from_flat({f"model.{k}": v for k, v in values.items()})
         config = node.estimator_config()
         assert {k: getattr(config, k) for k in values} == values

@@ -166,7 +166,7 @@ class TestExportCli:
     def test_bad_size_is_one_line(self, tmp_path, capsys):
         from mickey_ros.cli.main import main
 
-        code = main(["export", "--model", "mickey_tiny", "--size", "125x112",
+        code = main(["export", "--model-config", "mickey_tiny", "--size", "125x112",
                      "--out", str(tmp_path / "x.onnx")])
         assert code == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -57,8 +57,11 @@ class TestEvalCli:
 
     def test_seeds_must_be_positive(self, tmp_path, capsys):
         argv = ["eval", "pairs", "--pairs", "p.txt", "--images", str(tmp_path), "--seeds", "0"]
-        assert main(argv) == 2
-        assert "--seeds must be >= 1" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_info:  # argparse's type check names the flag
+            main(argv)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1] == (
+            "mickey-ros eval pairs: error: argument --seeds: must be >= 1, got 0")
 
     def test_help_lists_sub_commands(self, capsys):
         with pytest.raises(SystemExit):

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 
@@ -15,11 +16,11 @@ class TestModelSettings:
 
 
 class TestPrepareRunDir:
-    def test_writes_and_resumes(self, tmp_path, caplog):
-        caplog.set_level("INFO", logger="mickey_ros.eval")
+    def test_writes_and_resumes(self, tmp_path, logged):
+        log = logged("mickey_ros.eval", logging.INFO)
         run = prepare_run_dir(tmp_path, "run", ModelSettings(seed=1))
         assert json.loads((run / "run_config.json").read_text())["seed"] == 1
-        assert '"seed": 1' in caplog.text  # the config is logged first
+        assert '"seed": 1' in log.text  # the config is logged first
         assert prepare_run_dir(tmp_path, "run", ModelSettings(seed=1)) == run
         with pytest.raises(ValueError, match="another config"):
             prepare_run_dir(tmp_path, "run", ModelSettings(seed=2))

@@ -166,13 +166,13 @@ class TestScoreSubmission:
         assert results[score.KEY_T] < 1e-5 and results[score.KEY_R] < 1e-3
         assert results["details"]["frames"] == 6 and results["details"]["failures"] == 0
 
-    def test_missing_and_unexpected_scenes(self, tmp_path, tiny_split, helpers, caplog):
+    def test_missing_and_unexpected_scenes(self, tmp_path, tiny_split, helpers, logged):
         files = write_scene_files(tmp_path, tiny_split, helpers)
         files["s09999"] = files.pop("s00001")
         zip_path = write_submission(tmp_path / "s.zip", files)
-        with caplog.at_level(logging.WARNING, logger="mickey_ros.eval"):
-            results, _ = score.score_submission(zip_path, tiny_split.root, "val")
-        assert "s09999" in caplog.text and "s00001" in caplog.text
+        log = logged("mickey_ros.eval", logging.WARNING)
+        results, _ = score.score_submission(zip_path, tiny_split.root, "val")
+        assert "s09999" in log.text and "s00001" in log.text
         # 3 sampled frames of s00000 right; the missing s00001 fails all 12 of its query lines
         assert results[score.KEY_POSE_PREC] == pytest.approx(3 / 15)
         assert results[score.KEY_POSE_AUC] == pytest.approx(3 / 15)
@@ -194,14 +194,14 @@ class TestScoreSubmission:
         assert results[score.KEY_POSE_PREC] == 0.0
         assert results[score.KEY_T] == pytest.approx(0.3, abs=1e-5)
 
-    def test_malformed_lines_warned(self, tmp_path, tiny_split, helpers, caplog):
+    def test_malformed_lines_warned(self, tmp_path, tiny_split, helpers, logged):
         files = write_scene_files(tmp_path, tiny_split, helpers)
         files["s00000"].write_text(files["s00000"].read_text().replace(" 1.0\n", " nan\n", 1))
-        with caplog.at_level(logging.WARNING, logger="mickey_ros.eval"):
-            results, _ = score.score_submission(
-                write_submission(tmp_path / "s.zip", files), tiny_split.root
-            )
-        assert "s.zip/pose_s00000.txt:1: non-numeric, NaN or Inf" in caplog.text
+        log = logged("mickey_ros.eval", logging.WARNING)
+        results, _ = score.score_submission(
+            write_submission(tmp_path / "s.zip", files), tiny_split.root
+        )
+        assert "s.zip/pose_s00000.txt:1: non-numeric, NaN or Inf" in log.text
         assert results["details"]["failures"] == 1
 
     def test_test_split_rejected(self, tmp_path, helpers):

@@ -18,9 +18,9 @@ class TestParseSize:
             parse_size(text)
 
     def test_too_small_to_render(self, tmp_path, capsys):
-        rc = main(["synth", "rosbag", "--out", str(tmp_path / "b"), "--size", "16x16"])
+        rc = main(["synth", "rosbag", "--out", str(tmp_path / "b"), "--render-size", "16x16"])
         assert rc == 2 and capsys.readouterr().err.splitlines() == [
-            "mickey-ros synth: error: --size 16x16 is too small to render; use at least 32x32"]
+            "mickey-ros synth: error: --render-size 16x16 is too small to render; use at least 32x32"]
 
 
 class TestSynthCli:
@@ -60,7 +60,7 @@ class TestSynthCli:
 
     def test_pairs_long_views(self, egl, tmp_path, capsys):
         out = tmp_path / "pairs"
-        argv = ["synth", "pairs", "--out", str(out), "--count", "1", "--size", "96x72",
+        argv = ["synth", "pairs", "--out", str(out), "--count", "1", "--render-size", "96x72",
                 "--long-view-fraction", "1", "--no-previews"]
         assert main(argv) == 0
         assert json.loads((out / "pairs.json").read_text())["config"]["long_view_fraction"] == 1.0

@@ -10,6 +10,7 @@ from mickey_ros.synth.overlap import pair_overlap, reproject_depth, stride_for
 from mickey_ros.synth.pairs import (
     OVERLAP_POINTS,
     PairRenderer,
+    PairSamplingError,
     list_pairs,
     read_pair,
     save_pair,
@@ -136,7 +137,7 @@ class TestPairRenderer:
         )
         with (
             PairRenderer(SMALL_WH, config=impossible) as renderer,
-            pytest.raises(RuntimeError, match="widen"),
+            pytest.raises(PairSamplingError, match="widen"),
         ):
             renderer.render_pair(0)
 
@@ -147,7 +148,7 @@ class TestPairRenderer:
             tried = []
             scene = renderer._scene
             monkeypatch.setattr(renderer, "_scene", lambda g, a: tried.append(a) or scene(g, a))
-            with pytest.raises(RuntimeError) as err:
+            with pytest.raises(PairSamplingError) as err:
                 renderer.render_pair(7)
         assert tried == [0, 1, 2]
         for text in ("pair 7", "in 3 scenes", "pitch (-20.0, 10.0) deg",

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mickey_ros.train.config import OptimConfig, TrainConfig, load_train_config
+from mickey_ros.train.config import DataConfig, OptimConfig, TrainConfig, load_train_config
 from mickey_ros.utils.config import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[3] / "config" / "train"
@@ -10,7 +10,8 @@ CONFIGS = Path(__file__).resolve().parents[3] / "config" / "train"
 
 class TestLoadTrainConfig:
     @pytest.mark.parametrize(
-        "name", ["mapfree_curriculum.yaml", "finetune_own_data.yaml", "synthetic_small.yaml"]
+        "name", ["mapfree_curriculum.yaml", "finetune_own_data.yaml", "synthetic_small.yaml",
+                 "finetune_demo_own_data.yaml"]
     )
     def test_shipped_configs_load(self, name):
         assert isinstance(load_train_config(CONFIGS / name), TrainConfig)
@@ -38,6 +39,61 @@ class TestLoadTrainConfig:
         path = tmp_path / "bad.yaml"
         path.write_text("data:\n  source: kitti\n")
         with pytest.raises(ConfigError, match="data.source"):
+            load_train_config(path)
+
+    def test_demo_fine_tune_rehearses_the_demo_rig(self):
+        cfg = load_train_config(CONFIGS / "finetune_demo_own_data.yaml")
+        s5 = load_train_config(CONFIGS / "demo_cnn_s5.yaml").data
+        r = cfg.data.rehearsal
+        assert cfg.data.rehearsal_fraction == 0.5 and r.source == "synthetic"
+        assert r.synthetic_pairs == s5.synthetic_pairs  # the rig the bundled model learnt
+        assert r.synthetic_train_seed != s5.synthetic_train_seed  # new scenes of it
+
+
+class TestDataConfigRehearsal:
+    SYNTH = DataConfig(source="synthetic", width=320, height=240)
+
+    def test_off_by_default(self):
+        assert (DataConfig().rehearsal, DataConfig().rehearsal_fraction) == (None, 0.0)
+
+    def test_loads_nested_from_yaml(self, tmp_path):
+        path = tmp_path / "r.yaml"
+        path.write_text("data:\n  rehearsal_fraction: 0.25\n  rehearsal:\n    source: synthetic\n"
+                        "    synthetic_train_seed: 9\n")
+        data = load_train_config(path).data
+        assert data.rehearsal == DataConfig(source="synthetic", synthetic_train_seed=9)
+        assert data.rehearsal_fraction == 0.25
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            (dict(rehearsal_fraction=0.5),
+             r"^data.rehearsal_fraction 0.5 needs data.rehearsal \(a data config"),
+            (dict(rehearsal=DataConfig()),
+             r"^data.rehearsal is set but data.rehearsal_fraction is 0: set the share"),
+            (dict(rehearsal=DataConfig(), rehearsal_fraction=1.0),
+             r"^data.rehearsal_fraction must be in \[0, 1\), got 1.0$"),
+            (dict(rehearsal_fraction=-0.1), r"^data.rehearsal_fraction must be in \[0, 1\)"),
+            (dict(rehearsal=DataConfig(source="kitti"), rehearsal_fraction=0.5),
+             r"^data.rehearsal.source must be 'mapfree' or 'synthetic', got 'kitti'$"),
+            (dict(rehearsal=SYNTH, rehearsal_fraction=0.5),
+             r"^data.rehearsal size 320x240 differs from data size 540x720: both fill"),
+            (dict(rehearsal=DataConfig(rehearsal=SYNTH, rehearsal_fraction=0.5,
+                                       width=320, height=240),
+                  rehearsal_fraction=0.5, width=320, height=240, rehearsal_dir="x"),
+             r"^data.rehearsal cannot have a rehearsal of its own$"),
+            (dict(rehearsal=DataConfig(), rehearsal_fraction=0.5),
+             r"^data.rehearsal.source 'mapfree' needs data.rehearsal_dir"),
+        ],
+    )
+    def test_bad_rehearsal_names_the_fix(self, kwargs, message):
+        with pytest.raises(ConfigError, match=message):
+            DataConfig(**kwargs)
+
+    def test_bad_rehearsal_in_yaml(self, tmp_path):
+        path = tmp_path / "bad.yaml"
+        path.write_text("data:\n  rehearsal_fraction: 0.5\n")
+        with pytest.raises(ConfigError, match="needs data.rehearsal"):
             load_train_config(path)
 
 

@@ -8,10 +8,13 @@ from mickey_ros.synth.cameras import PairSamplingConfig
 from mickey_ros.train.config import DataConfig
 from mickey_ros.train.data import (
     MapFreePairs,
+    MixedPairs,
+    RehearsalSampler,
     SceneBalancedSampler,
     SyntheticPairs,
     build_datasets,
     make_sample,
+    rehearsal_counts,
 )
 
 
@@ -165,3 +168,85 @@ class TestBuildDatasets:
         except RuntimeError as err:  # EGLUnavailableError is a RuntimeError
             pytest.skip(f"no headless OpenGL: {err}")
         assert kinds == {"room"}
+
+
+class TestRehearsalCounts:
+    def test_each_batch_within_one_and_the_total_exact(self):
+        counts = rehearsal_counts(100, 4, 0.3)
+        assert set(counts.tolist()) == {1, 2} and counts.sum() == 120
+        assert rehearsal_counts(5, 4, 0.5).tolist() == [2] * 5
+
+
+class TestRehearsalSampler:
+    def sampler(self, seed=0, fraction=0.5, n_main=40, batch_size=4):
+        return RehearsalSampler(None, n_main, None, 1000, fraction, batch_size, seed)
+
+    def test_every_batch_holds_its_share(self):
+        order = np.array(list(self.sampler()))
+        assert len(order) == len(self.sampler()) == 80  # 40 main items, as many rehearsal
+        rehearsed = (order >= 40).reshape(-1, 4).sum(1)
+        assert rehearsed.tolist() == [2] * 20
+        assert sorted(order[order < 40].tolist()) == list(range(40))  # main: once per epoch
+        assert len(set(order[order >= 40].tolist())) == 40 and order.max() < 1040
+
+    def test_uneven_share_over_an_epoch(self):
+        order = np.array(list(self.sampler(fraction=0.25, n_main=30)))
+        assert len(order) == 40 and (order >= 30).sum() == 10
+        assert sorted(order[order < 30].tolist()) == list(range(30))
+
+    def test_deterministic_with_seed_and_epoch(self):
+        a, b, c = self.sampler(seed=3), self.sampler(seed=3), self.sampler(seed=4)
+        assert list(a) == list(b) and list(a) != list(c)
+        b.set_epoch(1)
+        assert list(b) != list(a)
+        a.set_epoch(1)
+        assert list(a) == list(b)  # a resumed run at epoch 1 draws what the first run did
+
+    def test_wraps_a_main_sampler_and_passes_the_epoch(self):
+        main = SceneBalancedSampler([0] * 5 + [1] * 5, per_scene=6, seed=0)
+        sampler = RehearsalSampler(main, 10, None, 50, 0.5, 4, 0)
+        sampler.set_epoch(2)
+        assert main.epoch == 2
+        order = np.array(list(sampler))
+        assert len(order) == 24 and sorted(order[order < 10].tolist()) == sorted(main)
+
+
+class TestMixedPairs:
+    @staticmethod
+    def sample(value, depth):
+        s = {"image0": torch.full((3, 6, 8), value)}
+        if depth:
+            s["depth0"] = s["depth1"] = torch.ones(6, 8)
+        return s
+
+    def test_routes_indices_and_fills_missing_depth_with_unknown(self):
+        main = [self.sample(0.0, False)] * 3
+        rehearsal = [self.sample(1.0, True)] * 2
+        mixed = MixedPairs(main, rehearsal, with_depth=True)
+        assert len(mixed) == 5
+        assert mixed[2]["image0"].max() == 0 and mixed[3]["image0"].min() == 1
+        assert mixed[0]["depth0"].shape == (6, 8) and mixed[0]["depth1"].abs().sum() == 0
+        assert mixed[4]["depth0"].min() == 1
+        assert "depth0" not in MixedPairs(main, main, with_depth=False)[4]
+
+
+class TestBuildDatasetsRehearsal:
+    def test_mapfree_with_synthetic_rehearsal(self, mapfree_root):
+        rehearsal = DataConfig(source="synthetic", width=112, height=84,
+                               synthetic_train_pairs=500)
+        cfg = DataConfig(width=112, height=84, pairs_per_scene=10, rehearsal=rehearsal,
+                         rehearsal_fraction=0.5)
+        train, val, sampler = build_datasets(cfg, mapfree_root, seed=1, batch_size=4)
+        assert isinstance(train, MixedPairs) and isinstance(sampler, RehearsalSampler)
+        n_main = len(train.main)
+        assert len(train) == n_main + 500 and train.with_depth
+        order = np.array(list(sampler))
+        assert len(order) == 20 and (order >= n_main).reshape(-1, 4).sum(1).tolist() == [2] * 5
+        assert isinstance(val, MapFreePairs)  # validation stays on the main source
+        assert list(sampler) == list(build_datasets(cfg, mapfree_root, 1, 4)[2])
+
+    def test_mapfree_rehearsal_reads_its_own_root(self, mapfree_root):
+        cfg = DataConfig(width=112, height=84, rehearsal=DataConfig(width=112, height=84),
+                         rehearsal_fraction=0.5, rehearsal_dir=str(mapfree_root))
+        train, _, _ = build_datasets(cfg, mapfree_root, seed=0, batch_size=2)
+        assert len(train) == 2 * len(train.main) and not train.with_depth

@@ -1,0 +1,82 @@
+"""Output directories that appear complete or not at all, safe against a concurrent writer.
+
+A directory is written under a staging name unique to the process (``staging_path``), then
+renamed into place (``publish_directory``): a reader never sees it half-written, two processes
+writing the same output never share a temporary name, and a run that fails leaves no directory
+under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+PUBLISH_TRIES = 5  # renames lost to another process publishing the same name at the same time
+
+
+def staging_path(final: Path) -> Path:
+    """A path beside ``final`` that no other process uses: ``<name>.partial-<pid>-<random>``.
+
+    Beside, so the final rename stays on one file system (atomic); not hidden, because a bag
+    writer names its storage files after the directory (``<name>.partial-..._0.mcap``).
+    """
+    return final.with_name(f"{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _move_aside(final: Path) -> Path | None:
+    """Rename ``final`` to a unique name (atomic); None if another process removed it first."""
+    old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(final, old)
+    except FileNotFoundError:
+        return None
+    return old
+
+
+def publish_directory(
+    staging: Path,
+    final: Path,
+    replace: bool = False,
+    keep_existing: bool = False,
+    replaceable: Callable[[Path], bool] = lambda path: True,
+) -> Path:
+    """Rename the complete directory ``staging`` to ``final``; returns ``final``.
+
+    Args:
+        staging: the finished directory (from ``staging_path(final)``).
+        final: where it goes.
+        replace: an existing ``final`` is replaced (it is moved aside first, then deleted).
+        keep_existing: an existing ``final`` is kept and ``staging`` deleted (another process
+            made the same thing, e.g. the same cached render).
+        replaceable: refuses to replace a ``final`` for which it is False (not our kind).
+
+    Raises:
+        FileExistsError: ``final`` exists (callers check that before the work, so another
+            process made it) and neither ``replace`` nor ``keep_existing`` is set, or it is not
+            ``replaceable``; the message says where this run's output was kept.
+    """
+    for _ in range(PUBLISH_TRIES):
+        if final.exists():
+            if keep_existing:
+                shutil.rmtree(staging, ignore_errors=True)
+                return final
+            if not replaceable(final):
+                raise FileExistsError(f"cannot replace {final}: it is not what this command "
+                                      f"writes; this run's output is kept as {staging}")
+            if not replace:
+                raise FileExistsError(f"cannot write {final}: another process created it while "
+                                      f"this one ran; this run's output is kept as {staging}")
+            old = _move_aside(final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(staging, final)  # fails, not merges, when another process got there first
+            return final
+        except OSError:
+            if not final.exists():
+                raise
+    raise FileExistsError(f"cannot write {final}: other processes keep replacing it; this run's "
+                          f"output is kept as {staging}")

@@ -1,0 +1,79 @@
+"""Tests for mickey_ros.eval.compare and scripts/before_after.py (issue 27): before/after table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dataset_bags import write_quick_bag
+
+from mickey_ros.dataset import DatasetConfig, main as convert
+from mickey_ros.eval import compare
+from mickey_ros.eval.common import ModelSettings
+from mickey_ros.mapfree.dataset import list_scenes
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("compare")
+    bag = write_quick_bag(root / "bag", frames=100)
+    return convert(DatasetConfig(), [bag], root / "ds", progress=False)
+
+
+class TestCompareMain:
+    def test_same_checkpoint_same_seed_same_row(self, dataset, tmp_path):
+        demo = ModelSettings(checkpoint="demo", seed=3)
+        rows = compare.main({"before": demo, "after": demo}, dataset, tmp_path)
+        before, after = rows["before"], rows["after"]
+        assert before["frames"] == after["frames"] > 0
+        assert before["t_err_m"] == after["t_err_m"] and before["r_err_deg"] == after["r_err_deg"]
+        assert (tmp_path / "compare_cdf.png").stat().st_size > 0
+        table = (tmp_path / "compare.md").read_text().splitlines()
+        assert table[0].startswith("| model | frames | median translation (m)")
+        assert [line.split(" | ")[0] for line in table[2:]] == ["| before", "| after",
+                                                               "| no motion"]
+
+    def test_no_motion_error_is_the_true_motion(self, dataset, tmp_path):
+        rows = compare.main({}, dataset, tmp_path)
+        distances = []
+        for scene in list_scenes(dataset, "val"):
+            for frame in scene.query_frames(1):
+                T = scene.T_cam_world(frame)  # world = the reference camera
+                distances.append(np.linalg.norm(T[:3, :3].T @ T[:3, 3]))
+        assert rows["no motion"]["frames"] == len(distances) > 0
+        assert rows["no motion"]["median_t_m"] == pytest.approx(np.median(distances), abs=1e-5)
+        saved = json.loads((tmp_path / "compare.json").read_text())
+        assert saved["no motion"]["frames"] == len(distances)
+
+
+class TestBeforeAfterScript:
+    def test_missing_checkpoint(self, dataset, tmp_path):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "scripts/before_after.py"), "--data", str(dataset),
+             "--after", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "o")],
+            capture_output=True, text=True, check=False)
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"before_after: error: --after {tmp_path / 'nope.ckpt'} " \
+            "does not exist"
+
+
+class TestFinetuneDemoConfig:
+    def test_reads_a_converted_dataset(self, dataset):
+        from mickey_ros.train.config import load_train_config
+        from mickey_ros.train.data import build_datasets
+
+        cfg = load_train_config(ROOT / "config/train/finetune_demo_own_data.yaml")
+        assert (cfg.model, cfg.data.source, cfg.data.width, cfg.data.height) == (
+            "mickey_demo_cnn", "mapfree", 320, 240)
+        train, val, sampler = build_datasets(cfg.data, dataset, seed=cfg.seed)
+        overlaps = [p.overlap for s in train.scenes for p in s.overlap_pairs(
+            cfg.data.min_overlap, cfg.data.max_overlap)]
+        assert len(train) == len(overlaps) > 50 and 0.3 < min(overlaps) <= max(overlaps) < 0.9
+        assert len(val) == sum(len(s.query_frames(1)) for s in val.scenes) > 0
+        assert len(sampler) == cfg.data.pairs_per_scene * len(train.scenes)
