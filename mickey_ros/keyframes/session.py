@@ -106,6 +106,9 @@ class LibrarySession(RelocalizationSession):
             T_map_prior = self._T_map_odom @ T_odom_camera  # last fix moved on by odometry
         self.prior = T_map_prior
         result = super().process(frame, now_ns, T_odom_camera)
+        if self.last is not None and self.last.keyframe is not None:
+            result.keyframe_id = self.last.keyframe.id
+            result.runner_up_confidence = float(self.last.runner_up_confidence)
         cfg = self.config
         T_map_query = self._T_map_ref @ result.relative.T_parent_child
         result.pose = StampedTransform(T_map_query, cfg.map_frame, cfg.query_frame,

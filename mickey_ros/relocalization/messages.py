@@ -60,6 +60,10 @@ float32 inference_ms
 float32 e2e_ms
 # Stamp of the reference keyframe image the pose refers to.
 builtin_interfaces/Time reference_stamp
+# Keyframe library mode: the keyframe the pose was solved against, and the confidence of the
+# best other keyframe tried (0 when fewer than two were tried). '' and 0 with a single keyframe.
+string keyframe_id
+float32 runner_up_confidence
 """
 
 # Encodings that are the same pixels under a second name (OpenCV type names used by some drivers).
@@ -524,4 +528,6 @@ def relative_pose_msg(types: MessageTypes, result: SessionResult) -> Any:
         inference_ms=float(result.inference_ms),
         e2e_ms=float(result.e2e_ms),
         reference_stamp=ns_to_stamp(types, result.reference_stamp_ns),
+        keyframe_id=result.keyframe_id,
+        runner_up_confidence=float(result.runner_up_confidence),
     )

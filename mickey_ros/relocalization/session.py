@@ -122,6 +122,8 @@ class SessionResult:
         reference_stamp_ns: stamp of the keyframe the pose refers to.
         inference_ms: wall time of the estimator call.
         e2e_ms: image stamp to result, ``now_ns - stamp_ns`` + inference.
+        keyframe_id: library mode: the keyframe the pose was solved against ('' otherwise).
+        runner_up_confidence: library mode: the best other keyframe's confidence (0 if none).
     """
 
     estimate: PoseEstimate
@@ -138,6 +140,8 @@ class SessionResult:
     reference_stamp_ns: int = 0
     inference_ms: float = 0.0
     e2e_ms: float = 0.0
+    keyframe_id: str = ""
+    runner_up_confidence: float = 0.0
 
     @property
     def status(self) -> str:

@@ -309,11 +309,10 @@ class _Replayer:
             if result.has_pose else None,  # library mode: the live camera in the map
             confidence=float(est.confidence), inlier_ratio=float(est.inlier_ratio),
             num_inliers=int(est.num_inliers), inference_ms=result.inference_ms,
-            e2e_ms=result.e2e_ms, reason=result.status,
+            e2e_ms=result.e2e_ms, reason=result.status, keyframe=result.keyframe_id,
         )
-        last = getattr(self.session, "last", None)  # library mode: the keyframe used
-        if last is not None and last.keyframe is not None:
-            rec.keyframe, rec.runner_up_confidence = last.keyframe.id, last.runner_up_confidence
+        if result.keyframe_id:  # library mode; the CSV leaves the column empty otherwise
+            rec.runner_up_confidence = result.runner_up_confidence
         if self.gt is not None:
             T_gt, reason = self.gt.relative(frame)
             if reason:

@@ -424,6 +424,11 @@ def run_library(probe: Probe, node: subprocess.Popen, checks: Checks, root: Path
                diag.get("keyframe") == "kf00001" and diag.get("keyframes") == "3"
                and diag.get("runner_up", "") not in ("", "kf00001")
                and float(diag.get("runner_up_confidence", "-1")) >= 0.0, str(diag))
+    est = probe.estimate_for(s)  # ~/estimate names the keyframe and the runner-up's confidence
+    checks.add("library_estimate_names_keyframe",
+               est is not None and est.keyframe_id == "kf00001"
+               and est.runner_up_confidence >= 0.0,
+               "no estimate" if est is None else f"{est.keyframe_id} {est.runner_up_confidence}")
     # capture: the newest live frame at its map pose from TF, written to disk
     T_map_cam = np.eye(4)
     T_map_cam[:3, 3] = [20.0, 1.0, 0.0]

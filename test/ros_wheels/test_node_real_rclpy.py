@@ -42,6 +42,7 @@ CHECKS = [
     "parameter_read_only_refused", "parameter_out_of_range_refused", "diagnostics",
     "capture_reference_while_not_active", "sigint_with_frame_in_flight",
     "library_node_active", "library_pose_in_map", "library_diagnostics_name_keyframe",
+    "library_estimate_names_keyframe",
     "capture_keyframe_persisted",
 ]
 

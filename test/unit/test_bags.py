@@ -97,6 +97,8 @@ class TestOpenWriter:
             inference_ms=1.0,
             e2e_ms=2.0,
             reference_stamp=types.Time(sec=0, nanosec=0),
+            keyframe_id="",
+            runner_up_confidence=0.0,
         )
         with open_writer(tmp_path / "bag") as writer:
             conn = add_connection(writer, "/estimate", RELATIVE_POSE_TYPE, typestore)

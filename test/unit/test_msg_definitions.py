@@ -21,7 +21,8 @@ FIELDS = [
     ("confidence", "float32"), ("inlier_ratio", "float32"), ("num_inliers", "uint32"),
     ("num_samples", "uint32"), ("valid", "bool"), ("accepted", "bool"), ("status", "string"),
     ("inference_ms", "float32"), ("e2e_ms", "float32"),
-    ("reference_stamp", "builtin_interfaces/msg/Time"),
+    ("reference_stamp", "builtin_interfaces/msg/Time"), ("keyframe_id", "string"),
+    ("runner_up_confidence", "float32"),
 ]
 
 
@@ -56,13 +57,15 @@ class TestRelativePoseMsg:
             covariance=np.arange(36, dtype=np.float64), confidence=812.5, inlier_ratio=0.25,
             num_inliers=700, num_samples=2048, valid=True, accepted=False,
             status="low confidence", inference_ms=41.5, e2e_ms=55.25,
-            reference_stamp=messages.ns_to_stamp(types, 5),
+            reference_stamp=messages.ns_to_stamp(types, 5), keyframe_id="kf00003",
+            runner_up_confidence=120.5,
         )
         raw = ts.serialize_cdr(msg, messages.RELATIVE_POSE_TYPE)
         assert bytes(raw[:4]) == b"\x00\x01\x00\x00"  # CDR little endian
         back = ts.deserialize_cdr(raw, messages.RELATIVE_POSE_TYPE)
         assert bytes(ts.serialize_cdr(back, messages.RELATIVE_POSE_TYPE)) == bytes(raw)
         assert (back.status, back.num_samples, back.accepted) == ("low confidence", 2048, False)
+        assert (back.keyframe_id, back.runner_up_confidence) == ("kf00003", 120.5)
         np.testing.assert_array_equal(back.covariance, np.arange(36))
 
     def test_type_hash_is_stable_across_stores(self):

@@ -492,6 +492,10 @@ class TestKeyframeLibraryMode:
         assert status.values["keyframe"] == last.keyframe.id
         assert status.values["runner_up"] == last.runner_up_id != ""
         assert status.values["runner_up_confidence"] == f"{last.runner_up_confidence:.1f}"
+        estimate = sent(node, f"{LIB_NODE}/estimate")[-1]  # the message names them too
+        assert (estimate.keyframe_id, estimate.runner_up_confidence) == (
+            last.keyframe.id, pytest.approx(last.runner_up_confidence))
+        assert estimate.runner_up_confidence > 0
 
     def test_prior_from_tf_and_dynamic_selection(self, make_library_node, library_dir):
         node = make_library_node(library_dir, **{"keyframes.retrieval": False})
