@@ -71,9 +71,14 @@ class TestFinetuneDemoConfig:
         cfg = load_train_config(ROOT / "config/train/finetune_demo_own_data.yaml")
         assert (cfg.model, cfg.data.source, cfg.data.width, cfg.data.height) == (
             "mickey_demo_cnn", "mapfree", 320, 240)
-        train, val, sampler = build_datasets(cfg.data, dataset, seed=cfg.seed)
-        overlaps = [p.overlap for s in train.scenes for p in s.overlap_pairs(
+        train, val, sampler = build_datasets(cfg.data, dataset, seed=cfg.seed,
+                                             batch_size=cfg.batch_size)
+        own = train.main  # the converted bag; train.rehearsal: the demo rig's rendered rooms
+        overlaps = [p.overlap for s in own.scenes for p in s.overlap_pairs(
             cfg.data.min_overlap, cfg.data.max_overlap)]
-        assert len(train) == len(overlaps) > 50 and 0.3 < min(overlaps) <= max(overlaps) < 0.9
+        assert len(own) == len(overlaps) > 50 and 0.3 < min(overlaps) <= max(overlaps) < 0.9
         assert len(val) == sum(len(s.query_frames(1)) for s in val.scenes) > 0
-        assert len(sampler) == cfg.data.pairs_per_scene * len(train.scenes)
+        assert cfg.data.rehearsal_fraction == 0.5 and len(train.rehearsal) > 0
+        indices = list(sampler)
+        own_share = sum(i < len(own) for i in indices) / len(indices)
+        assert own_share == pytest.approx(0.5, abs=1 / cfg.batch_size)
