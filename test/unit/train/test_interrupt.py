@@ -23,12 +23,12 @@ CONFIG = """\
 model: mickey_tiny
 batch_size: 2
 num_workers: {workers}
-max_steps: 1000
-checkpoint_every_n_steps: 250
+max_steps: 1000000
+checkpoint_every_n_steps: 1000000
 log_every_n_steps: 1
 hypotheses: {{num_draws: 3, num_samples: 32, num_hypotheses: 4}}
 validation: {{num_draws: 2, num_samples: 64, num_hypotheses: 10, max_batches: 1}}
-data: {{source: synthetic, width: 168, height: 168, synthetic_train_pairs: 4000,
+data: {{source: synthetic, width: 168, height: 168, synthetic_train_pairs: 1000000,
         synthetic_val_pairs: 2}}
 """
 STARTUP_S = 120  # import, model, first render: slow on a loaded 2-core machine

@@ -58,28 +58,25 @@ class TestCli:
         assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
-    def test_no_progress_reaches_main(self, tmp_path, monkeypatch):
-        seen = []
+    @staticmethod
+    def _main_kwargs(tmp_path, monkeypatch, *argv):
+        """The keyword arguments ``cli(argv)`` hands to ``main`` (which is not run)."""
+        calls = []
         monkeypatch.setattr("mickey_ros.train.main.main",
-                            lambda *a, progress=True, **k: seen.append(progress) or "best.ckpt")
+                            lambda *a, **k: calls.append(k) or "best.ckpt")
         path = tmp_path / "ok.yaml"
-        path.write_text("model: mickey_tiny\n")
-        base = ["--config", str(path), "--out", str(tmp_path / "run")]
-        assert cli(base) == 0 and cli([*base, "--no-progress"]) == 0
-        assert seen == [True, False]
+        path.write_text("model: mickey_demo_cnn\n")
+        assert cli(["--config", str(path), "--out", str(tmp_path / "run"), *argv]) == 0
+        return calls[0]
 
+    def test_no_progress_reaches_main(self, tmp_path, monkeypatch):
+        assert self._main_kwargs(tmp_path, monkeypatch)["progress"] is True
+        assert self._main_kwargs(tmp_path, monkeypatch, "--no-progress")["progress"] is False
 
     def test_init_demo_is_the_bundled_model(self, tmp_path, monkeypatch):
         from mickey_ros.model.checkpoint import DEMO_CHECKPOINT
 
-        seen = []
-        monkeypatch.setattr("mickey_ros.train.main.main",
-                            lambda *a, init=None, **k: seen.append(init) or "best.ckpt")
-        path = tmp_path / "ok.yaml"
-        path.write_text("model: mickey_demo_cnn\n")
-        assert cli(["--config", str(path), "--out", str(tmp_path / "run"), "--init", "demo"]) == 0
-        assert seen == [DEMO_CHECKPOINT]
-
+        assert self._main_kwargs(tmp_path, monkeypatch, "--init", "demo")["init"] == DEMO_CHECKPOINT
 
 class TestResolveDevices:
     @pytest.mark.parametrize("args, expected", [
