@@ -40,6 +40,8 @@ NOISE_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning vs torch versions
     # a resumed epoch draws a fresh order (random sampling): the step counter is what resumes
     r"You're resuming from a checkpoint that ended before the epoch ended",
+    # checkpoints hold the state after the step they are named after: what a resume continues
+    r"Using ModelCheckpoint with manual optimization and every_n_train_steps",
 )
 NON_TTY_REFRESH_S = 30.0  # a log file gets a progress line every 30 s, not a stream of them
 

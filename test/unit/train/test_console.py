@@ -92,6 +92,9 @@ class TestQuietLightning:
                 warnings.warn("Found 3 module(s) in eval mode at the start of training.",
                               UserWarning, stacklevel=1)
                 warnings.warn("GPU available but not used.", UserWarning, stacklevel=1)
+                warnings.warn("Using ModelCheckpoint with manual optimization and "
+                              "every_n_train_steps, but no pre-optimization state was saved.",
+                              UserWarning, stacklevel=1)
         assert [str(w.message) for w in caught] == [
             "Found 3 module(s) in eval mode at the start of training.",
             "GPU available but not used."]
