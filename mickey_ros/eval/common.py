@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mickey_ros.estimator.result import PoseEstimator
 from mickey_ros.utils.config import config_to_dict
+from mickey_ros.utils.outputs import atomic_write_bytes
 
 LOG = logging.getLogger("mickey_ros.eval")
 
@@ -93,9 +93,7 @@ def build_estimator(settings: ModelSettings) -> PoseEstimator:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` so that ``path`` either does not exist or is complete (resume marker)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def prepare_run_dir(out_dir: str | Path, run_name: str, config: Any) -> Path:

@@ -12,7 +12,6 @@ Convention:
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from mickey_ros.estimator.relative_pose import RelativePoseEstimator
 from mickey_ros.geometry.pose import invert_transform
 from mickey_ros.keyframes.library import KeyframeLibrary
 from mickey_ros.keyframes.store import FeatureSource, LibraryError, publish_directory
+from mickey_ros.utils.outputs import staging_path
 
 Warn = Callable[[str], object]
 
@@ -130,8 +130,7 @@ def build_library(out: Path, estimator: RelativePoseEstimator, source: FeatureSo
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or --append to add "
                               "keyframes to it")
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_path(out)
     try:
         lib = _fill(KeyframeLibrary.create(staging, estimator, source), keyframes, progress)
         if len(lib) == 0:

@@ -20,14 +20,15 @@ Convention:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mickey_ros.utils import outputs
+from mickey_ros.utils.outputs import atomic_write_bytes
 
 FORMAT = "mickey_ros.keyframes"
 FORMAT_VERSION = 1
@@ -136,19 +137,6 @@ class Manifest:
                            "keyframes": [k.to_dict() for k in self.keyframes]}, indent=1)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_manifest(root: Path) -> Manifest:
     """The manifest of library ``root``; ``LibraryError`` naming the problem and the fix."""
     path = root / MANIFEST
@@ -230,14 +218,12 @@ def read_features(root: Path, entry: KeyframeEntry) -> dict[str, np.ndarray]:
 
 
 def publish_directory(staging: Path, root: Path, overwrite: bool) -> None:
-    """Move a complete ``staging`` library to ``root`` (the old one, if any, only at the end)."""
+    """Move a complete ``staging`` library to ``root`` (the old one, if any, only at the end),
+    through ``utils.outputs.publish_directory``; only a keyframe library is ever replaced."""
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} exists; pass --overwrite to replace it, or --append to "
                               "add keyframes to it")
-    old = root.with_name(f".{root.name}.old-{os.getpid()}")
-    if root.exists():
-        if not (root / MANIFEST).is_file():
-            raise FileExistsError(f"{root} exists and is not a keyframe library; not replacing it")
-        os.replace(root, old)
-    os.replace(staging, root)
-    shutil.rmtree(old, ignore_errors=True)
+    if root.exists() and not (root / MANIFEST).is_file():
+        raise FileExistsError(f"{root} exists and is not a keyframe library; not replacing it")
+    outputs.publish_directory(staging, root, replace=True,
+                              replaceable=lambda path: (path / MANIFEST).is_file())

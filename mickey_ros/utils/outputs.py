@@ -1,4 +1,8 @@
-"""Output directories that appear complete or not at all, safe against a concurrent writer.
+"""Output files and directories that appear complete or not at all, safe against a concurrent
+writer.
+
+A file is written to a temporary name unique to the process and renamed over the old one
+(``atomic_write_bytes``).
 
 A directory is written under a staging name unique to the process (``staging_path``), then
 renamed into place (``publish_directory``): a reader never sees it half-written, two processes
@@ -15,6 +19,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 PUBLISH_TRIES = 5  # renames lost to another process publishing the same name at the same time
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def staging_path(final: Path) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mickey_ros.keyframes import store
+from mickey_ros.utils import outputs
 from mickey_ros.keyframes.store import (
     FeatureSource,
     KeyframeEntry,
@@ -83,7 +84,7 @@ class TestAtomicWriteBytes:
         def crash(src, dst):
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(store.os, "replace", crash)
+        monkeypatch.setattr(outputs.os, "replace", crash)  # atomic_write_bytes lives there
         with pytest.raises(KeyboardInterrupt):
             atomic_write_bytes(path, b"new")
         assert path.read_bytes() == b"old"
