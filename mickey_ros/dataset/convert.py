@@ -2,15 +2,15 @@
 
 Stages: keyframes streamed to a staging folder (``frames``), continuous parts cut into time
 blocks per split and pairs scored (``pairs``), scene folders written (``layout``), summary and
-plots (``summary``). Everything is written under ``.<out>.partial`` beside ``out`` and renamed to
-``out`` at the end, so an interrupted or refused conversion never leaves a dataset that looks
-complete.
+plots (``summary``). Everything is written under a staging name unique to the process beside
+``out`` and renamed to ``out`` at the end (``utils.outputs``), so an interrupted or refused
+conversion never leaves a dataset that looks complete, and two conversions to one ``out`` never
+write into each other's files.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +24,7 @@ from mickey_ros.dataset.frames import CollectResult, FrameRecord, collect_frames
 from mickey_ros.dataset.layout import write_eval_scene, write_train_scene
 from mickey_ros.dataset.pairs import SOURCES, eval_groups, score_pairs, split_blocks
 from mickey_ros.dataset.summary import plot_pairs, plot_trajectory, summary_text, write_summary
+from mickey_ros.utils.outputs import publish_directory, remove_stale_staging, staging_path
 
 LOG = logging.getLogger("mickey_ros.dataset")
 NOT_METRIC_FRACTION = 0.5  # more jumps than this fraction of frames: the poses are not metric
@@ -34,6 +35,10 @@ def _check_out(out: Path) -> None:
         what = ("already holds a dataset" if (out / "summary.json").exists()
                 or (out / "train").exists() else "exists and is not empty")
         raise DatasetError(f"output directory {out} {what}; choose another --out or delete it")
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
 
 
 def _check_frames(result: CollectResult, cfg: DatasetConfig) -> None:
@@ -165,11 +170,12 @@ def main(
     out = Path(out)
     bags = [Path(b) for b in bags]
     _check_out(out)
-    tmp = out.parent / f".{out.name}.partial"
-    if tmp.exists():  # left by a killed run of this command
-        shutil.rmtree(tmp)
+    for path in remove_stale_staging(out):
+        LOG.info("removed %s, left by a killed conversion", path)
+    tmp = staging_path(out)
     staging = tmp / "_staging"
     staging.mkdir(parents=True)
+    kept = False
     try:
         result = collect_frames(cfg, bags, staging, progress)
         _check_frames(result, cfg)
@@ -182,9 +188,13 @@ def main(
         write_summary(tmp, summary)
         _plots(tmp, result, writer, cfg)
         shutil.rmtree(staging)
-        os.replace(tmp, out)
+        try:  # an empty directory given as --out is replaced, anything else refused
+            publish_directory(tmp, out, replace=True, replaceable=_is_empty_dir)
+        except FileExistsError as err:  # the finished dataset stays where the message says
+            kept = True
+            raise DatasetError(f"{err}; another conversion wrote {out} meanwhile?") from None
     finally:
-        if tmp.exists():
+        if not kept and tmp.exists():
             shutil.rmtree(tmp)
     LOG.info("%s", summary_text(summary))
     return out

@@ -7,11 +7,13 @@ A file is written to a temporary name unique to the process and renamed over the
 A directory is written under a staging name unique to the process (``staging_path``), then
 renamed into place (``publish_directory``): a reader never sees it half-written, two processes
 writing the same output never share a temporary name, and a run that fails leaves no directory
-under the final name.
+under the final name. A run that is killed leaves its staging directory; the next run of the
+same output removes it once its process is gone (``remove_stale_staging``).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import uuid
@@ -41,6 +43,31 @@ def staging_path(final: Path) -> Path:
     writer names its storage files after the directory (``<name>.partial-..._0.mcap``).
     """
     return final.with_name(f"{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_stale_staging(final: Path) -> list[Path]:
+    """Delete the staging directories of ``final`` left by killed runs; returns what it deleted.
+
+    A staging directory (``staging_path(final)``) whose process still runs is another run at
+    work and is kept.
+    """
+    removed = []
+    for path in final.parent.glob(f"{glob.escape(final.name)}.partial-*-*"):
+        pid = path.name.rsplit("-", 2)[-2]
+        if path.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _move_aside(final: Path) -> Path | None:

@@ -11,6 +11,7 @@ Log messages are asserted through the ``logged`` fixture below, never ``caplog``
 """
 
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,3 +67,11 @@ def logged():
     for logger, catcher, level in reversed(attached):
         logger.removeHandler(catcher)
         logger.setLevel(level)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (a killed run's staging names carry such a pid)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid

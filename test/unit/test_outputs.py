@@ -69,6 +69,16 @@ class TestPublishDirectory:
         assert (tmp_path / "bag" / "metadata.yaml").read_text() == "mine"
 
 
+class TestRemoveStaleStaging:
+    def test_dead_runs_removed_live_runs_and_other_names_kept(self, tmp_path, dead_pid):
+        final = tmp_path / "out[1]"  # glob characters in the name are literal
+        dead = _dir(tmp_path / f"out[1].partial-{dead_pid}-0badf00d", "killed")
+        live = _dir(staging_path(final), "at work")
+        other = _dir(tmp_path / f"out1.partial-{dead_pid}-0badf00d", "another output's")
+        assert outputs.remove_stale_staging(final) == [dead]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
 class TestDemoBag:
     def _args(self, tmp_path) -> argparse.Namespace:
         return argparse.Namespace(render_size=(64, 48), seed=0, seconds=1.0, rate=2.0,

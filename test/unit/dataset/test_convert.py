@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ import pytest
 from dataset_bags import T_BASE_LINK, T_LINK_OPTICAL, drive, texture, write_quick_bag
 
 from mickey_ros.cli.main import main as cli
+from mickey_ros.dataset import convert
 from mickey_ros.mapfree.dataset import list_scenes
 from mickey_ros.synth.rosbag import START_NS, plan_robot_drive, write_robot_bag
 from mickey_ros.train.config import DataConfig
@@ -31,7 +33,7 @@ def refused(capsys, out: Path, *args) -> str:
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mickey-ros dataset: error: "), err
-    assert not out.exists() and not list(out.parent.glob(f".{out.name}.partial*"))
+    assert not out.exists() and not list(out.parent.glob(f"*{out.name}.partial*"))
     return lines[0]
 
 
@@ -264,13 +266,36 @@ class TestDatasetBadInputs:
         assert code == 2 and "exists and is not empty" in err
         assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
-    def test_stale_partial_of_a_killed_run_is_replaced(self, tmp_path, capsys):
+    def test_staging_of_a_killed_run_is_removed_of_a_live_one_kept(
+        self, tmp_path, capsys, dead_pid
+    ):
         bag = write_quick_bag(tmp_path / "b", frames=60)
-        stale = tmp_path / ".ds.partial"
+        stale = tmp_path / f"ds.partial-{dead_pid}-0badf00d"
         (stale / "train").mkdir(parents=True)
         (stale / "train" / "junk.txt").write_text("killed")
+        live = tmp_path / f"ds.partial-{os.getpid()}-0000beef"  # another run at work
+        live.mkdir()
         assert run(capsys, bag, "--out", tmp_path / "ds")[0] == 0
         assert not stale.exists() and not (tmp_path / "ds/train/junk.txt").exists()
+        assert live.is_dir()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "ds", live.name]
+
+    def test_another_conversion_publishes_first(self, tmp_path, capsys, monkeypatch):
+        """The output is filled while this run converts: refused, this run's dataset kept."""
+        bag = write_quick_bag(tmp_path / "b", frames=60)
+        out = tmp_path / "ds"
+        real = convert.collect_frames
+
+        def collect_while_another_publishes(*args, **kwargs):
+            (out / "train").mkdir(parents=True)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(convert, "collect_frames", collect_while_another_publishes)
+        code, _, err = run(capsys, bag, "--out", out)
+        kept = [p for p in tmp_path.iterdir() if p.name.startswith("ds.partial-")]
+        assert code == 2 and len(kept) == 1, err
+        assert f"this run's output is kept as {kept[0]}; another conversion wrote {out}" in err
+        assert (kept[0] / "summary.json").is_file() and list(out.iterdir()) == [out / "train"]
 
     def test_bad_split(self, tmp_path, capsys):
         bag = write_quick_bag(tmp_path / "b", frames=3)
