@@ -17,10 +17,10 @@ export OMP_NUM_THREADS=1
 mkdir -p "$WORK"
 CONFIG=config/train/finetune_demo_own_data.yaml
 CONVERT=()
-WITH_DEPTH=False
+BAG_DEPTH=()
 if [ "$DEPTH" = depth ]; then
     CONVERT=(--depth-topic /camera/depth/image_raw)
-    WITH_DEPTH=True
+    BAG_DEPTH=(--depth)
     CONFIG="$WORK/finetune_rgbd.yaml"  # the shipped config with the converted depth PNGs
     "$PY" -c "
 import yaml
@@ -28,10 +28,8 @@ cfg = yaml.safe_load(open('config/train/finetune_demo_own_data.yaml'))
 cfg['data']['depth_suffix'] = '.depth.png'
 yaml.safe_dump(cfg, open('$CONFIG', 'w'), sort_keys=False)"
 fi
-[ -d "$WORK/bag" ] || "$PY" -c "
-from mickey_ros.synth.rosbag import write_robot_bag
-write_robot_bag('$WORK/bag', seconds=150, rate_hz=5, size_wh=(320, 240), scene='courtyard',
-                seed=27, depth=$WITH_DEPTH)"
+[ -d "$WORK/bag" ] || "$PY" -m mickey_ros.cli.main synth rosbag --out "$WORK/bag" --seconds 150 \
+    --rate 5 --render-size 320x240 --scene courtyard --seed 27 "${BAG_DEPTH[@]}"
 [ -d "$WORK/ds" ] || "$PY" -m mickey_ros.cli.main dataset "$WORK/bag" \
     --out "$WORK/ds" --fixed-frame odom "${CONVERT[@]}" --no-progress
 "$PY" -m mickey_ros.train.main --config "$CONFIG" \

@@ -9,6 +9,7 @@
                              [--depth-suffix .depth.png]
     mickey-ros synth rosbag  --out BAG [--storage sqlite3|mcap] [--seconds T] [--rate HZ]
                              [--render-size WxH] [--compressed] [--scene room|courtyard] [--seed S]
+                             [--depth] [--no-optical-frame]
 
 Thin wrappers over ``mickey_ros.synth``; formats and conventions are in docs/synthetic.md.
 """
@@ -96,6 +97,8 @@ def _run_rosbag(args: argparse.Namespace) -> int:
         args.compressed,
         args.seed,
         scene=args.scene,
+        depth=args.depth,
+        optical_frame_in_tf=not args.no_optical_frame,
     )
     print(f"wrote rosbag2 ({args.storage}) to {out}; play it with: ros2 bag play {out}")
     return 0
@@ -177,6 +180,11 @@ def _add_rosbag(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scene", choices=["room", "courtyard"], default="room",
                    help="kind of place driven through (default room)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene (default 0)")
+    p.add_argument("--depth", action="store_true",
+                   help="also write the registered depth (32FC1 metres) on /camera/depth/image_raw")
+    p.add_argument("--no-optical-frame", action="store_true",
+                   help="leave camera_link -> camera optical frame out of TF: images carry "
+                   "camera_link, a body frame (x forward), as some drivers publish them")
     p.set_defaults(synth_run=_run_rosbag)
 
 

@@ -131,3 +131,21 @@ class TestSynthCli:
         )
         assert rc == 0 and "ros2 bag play" in capsys.readouterr().out
         assert len(list((tmp_path / "bag").glob("*.mcap"))) == 1
+
+    def test_rosbag_depth_and_body_frame(self, egl, tmp_path, capsys):
+        from rosbags.highlevel import AnyReader
+
+        out = tmp_path / "bag"
+        rc = main(["synth", "rosbag", "--out", str(out), "--seconds", "1", "--rate", "2",
+                   "--render-size", "64x48", "--depth", "--no-optical-frame"])
+        assert rc == 0, capsys.readouterr().err
+        with AnyReader([out]) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+            frames = {reader.deserialize(raw, c.msgtype).header.frame_id
+                      for c, _, raw in reader.messages()
+                      if c.topic in ("/camera/image_raw", "/camera/depth/image_raw")}
+            encodings = {reader.deserialize(raw, c.msgtype).encoding
+                         for c, _, raw in reader.messages()
+                         if c.topic == "/camera/depth/image_raw"}
+        assert counts["/camera/image_raw"] == counts["/camera/depth/image_raw"] == 2
+        assert frames == {"camera_link"} and encodings == {"32FC1"}
