@@ -2,7 +2,8 @@ r"""CPU speed and parity of the estimator backends (issues 16, 30): interleaved 
 
 Builds the torch estimator (random weights in the official layout, seed 0) in fp32 and with
 ``precision auto`` (bf16 backbone + heads where the CPU has bf16 units; the same weights), exports
-it once to ONNX (fp32, dynamic sizes) and a copy with dynamically quantised linear layers, then
+it once to ONNX (fp32, dynamic sizes) and once to int8 (``export_int8``: the linear layers and
+the heads' convolutions as dynamically quantised MatMuls), then
 for each size runs, backend after backend inside each iteration (so machine load hits all alike):
 a full pair pass (``estimate_pair``) and a live frame with the keyframe cached. It reports the
 median ms per stage, the speed-ups the issue asks for, the relative error of every network output
@@ -28,7 +29,7 @@ import torch
 
 from mickey_ros.estimator import runtime
 from mickey_ros.estimator.bench import BenchConfig, _median_timings, _test_images, build_estimator
-from mickey_ros.estimator.export import export_onnx, quantize_linear_layers, relative_errors
+from mickey_ros.estimator.export import export_int8, export_onnx, relative_errors
 from mickey_ros.estimator.relative_pose import EstimatorConfig, RelativePoseEstimator
 
 
@@ -55,8 +56,8 @@ def _estimators(model: str, workdir: Path) -> tuple[dict[str, RelativePoseEstima
                                         source=f"{model} random seed 0").export_s
     if not int8.is_file():
         t0 = time.perf_counter()
-        quantize_linear_layers(fp32, int8)
-        times["quantize_s"] = time.perf_counter() - t0
+        export_int8(torch_est.model, int8, (378, 252), source=f"{model} random seed 0")
+        times["int8_export_s"] = time.perf_counter() - t0
     ests = {"torch": torch_est, f"torch-auto-{auto_est.config.precision}": auto_est}
     for name, path in (("onnxruntime", fp32), ("onnxruntime-int8linear", int8)):
         ests[name] = RelativePoseEstimator.from_onnx(

@@ -1,14 +1,15 @@
-r"""Pose accuracy of the bf16 path against fp32 on held-out synthetic pairs (issue 30).
+r"""Pose accuracy of the bf16 and int8 paths against fp32 on held-out synthetic pairs (issue 30).
 
 Renders (once) the demo benchmark's held-out pairs (``train_demo.py``: seed 2000, the demo
-config's camera rig), runs the network of a checkpoint on each batch twice, in fp32 and on the
-``precision auto`` bf16 path (backbone cast to bf16, heads under bf16 autocast, outputs cast to
-fp32; matcher and solver fp32), and solves every pair with ``--seeds`` RANSAC seeds
-(seed ``1000 * s + batch``, as ``train_demo.py seeds``). Reports per precision the per-seed
-medians, the fp32 seed-to-seed spread, the same-seed differences bf16 - fp32 (per pair and of the
-medians), the per-output network error and the network time per batch.
+config's camera rig), runs the network of a checkpoint on each batch in fp32, on the ``precision
+auto`` bf16 path (backbone cast to bf16, heads under bf16 autocast, outputs cast to fp32) and,
+with ``--int8``, through the checkpoint's int8 ONNX file (``export_int8``: written once into
+``--run``; run by ONNX Runtime); matcher and solver fp32 for all. Every pair is solved with
+``--seeds`` RANSAC seeds (seed ``1000 * s + batch``, as ``train_demo.py seeds``). Reports per
+path the per-seed medians, the fp32 seed-to-seed spread, the same-seed differences against fp32
+(per pair and of the medians), the per-output network error and the network time per batch.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/precision_poses.py --count 64 --seeds 4 \
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/precision_poses.py --count 64 --seeds 4 --int8 \
         --run /tmp/mickey_precision --out /tmp/mickey_precision/report.json
 """
 
@@ -28,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_demo import CONFIG, HELDOUT_SETS, heldout_batches, stage_render, summarise  # noqa: E402
 
-from mickey_ros.estimator.backends import TorchBackend  # noqa: E402
-from mickey_ros.estimator.export import relative_errors  # noqa: E402
+from mickey_ros.estimator.backends import OnnxRuntimeBackend, TorchBackend  # noqa: E402
+from mickey_ros.estimator.export import export_int8, relative_errors  # noqa: E402
 from mickey_ros.geometry.camera import backproject  # noqa: E402
 from mickey_ros.model.checkpoint import load_checkpoint  # noqa: E402
 from mickey_ros.model.matching import correspondence_probabilities  # noqa: E402
@@ -70,7 +71,7 @@ def measure_set(module, backends: dict, batches: list, seeds: int) -> dict:
     """Rows per precision and seed, output errors and network seconds on one held-out set."""
     rows = {p: [[] for _ in range(seeds)] for p in backends}
     seconds = {p: 0.0 for p in backends}
-    errors: dict[str, float] = dict.fromkeys(OUTPUTS, 0.0)
+    errors = {p: dict.fromkeys(OUTPUTS, 0.0) for p in backends if p != "fp32"}
     with torch.inference_mode():
         for i, batch in enumerate(batches):
             outs = {}
@@ -78,8 +79,9 @@ def measure_set(module, backends: dict, batches: list, seeds: int) -> dict:
                 out, sec, feats = _forward(backend, module.net, batch)
                 seconds[p] += sec
                 outs[p] = (out, feats)
-            for k, e in relative_errors(outs["fp32"][1], outs["bf16"][1]).items():
-                errors[k] = max(errors[k], e)
+            for p in errors:
+                for k, e in relative_errors(outs["fp32"][1], outs[p][1]).items():
+                    errors[p][k] = max(errors[p][k], e)
             for s in range(seeds):
                 for p in backends:
                     gen = torch.Generator().manual_seed(1000 * s + i)
@@ -94,17 +96,18 @@ def _report(rows: dict, errors: dict, seconds: dict, n_batches: int) -> dict:
            for p, ss in per_seed.items()}
     seeds = len(rows["fp32"])
     fp32_pairs = [_same_seed(rows["fp32"][0], rows["fp32"][s]) for s in range(1, seeds)]
+    others = [p for p in rows if p != "fp32"]
     return {
         "per_seed_medians": med,
         "pooled": {p: summarise(torch.cat(rs)) for p, rs in rows.items()},
         "fp32_seed_spread_of_medians": {k: float(np.ptp(v)) for k, v in med["fp32"].items()},
-        "same_seed_difference_of_medians": {
-            k: float(np.max(np.abs(np.subtract(med["bf16"][k], med["fp32"][k])))) for k in
-            ("median_t_m", "median_R_deg")},
-        "per_pair_same_seed_bf16_vs_fp32": [_same_seed(rows["fp32"][s], rows["bf16"][s])
-                                            for s in range(seeds)],
+        "same_seed_difference_of_medians": {p: {
+            k: float(np.max(np.abs(np.subtract(med[p][k], med["fp32"][k])))) for k in
+            ("median_t_m", "median_R_deg")} for p in others},
+        "per_pair_same_seed_vs_fp32": {p: [_same_seed(rows["fp32"][s], rows[p][s])
+                                           for s in range(seeds)] for p in others},
         "per_pair_fp32_seed0_vs_seed_s": fp32_pairs,
-        "output_rel_error_bf16_vs_fp32": errors,
+        "output_rel_error_vs_fp32": errors,
         "network_s_per_batch": {p: s / n_batches for p, s in seconds.items()},
     }
 
@@ -115,6 +118,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="demo")
     parser.add_argument("--count", type=int, default=64, help="pairs per held-out set")
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--int8", action="store_true",
+                        help="also the checkpoint's int8 ONNX file (export_int8, in --run)")
     parser.add_argument("--run", type=Path, default=Path("/tmp/mickey_precision"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/mickey_precision/report.json"))
     args = parser.parse_args()
@@ -128,6 +133,14 @@ def main() -> None:
     model16.eval().set_backbone_precision("bf16")
     cpu = torch.device("cpu")
     backends = {"fp32": TorchBackend(model32, cpu), "bf16": TorchBackend(model16, cpu, "bf16")}
+    if args.int8:
+        int8 = args.run / "int8linear.onnx"
+        if not int8.is_file():
+            patch = model32.config.backbone.patch_size  # the file is dynamic: any example size
+            export_int8(model32, int8, (cfg.data.width // patch * patch,
+                                        cfg.data.height // patch * patch), source=args.checkpoint)
+        model32.set_backbone_precision("fp32")
+        backends["int8"] = OnnxRuntimeBackend(int8, cpu)
     module = MicKeyTrainingModule(cfg, model32).eval()
     report = {"checkpoint": args.checkpoint, "pairs_per_set": args.count, "seeds": args.seeds,
               "threads": torch.get_num_threads(), "load_avg_1min": [os.getloadavg()[0]],

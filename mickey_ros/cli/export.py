@@ -31,8 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--static", action="store_true",
                         help="fix batch 2 and --size in the graph (default: dynamic batch, H, W)")
     parser.add_argument("--quantize-linear", action="store_true",
-                        help="also write <out>-int8linear.onnx (dynamically quantised linear "
-                        "layers) and print its error against torch")
+                        help="also write <out>-int8linear.onnx (int8 weights of the linear "
+                        "layers and the heads' convolutions, activations quantised per call) "
+                        "and print its error against torch")
     parser.add_argument("--out", type=Path, required=True, help="output .onnx file")
     parser.set_defaults(run=run)
 
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         PARITY_TOLERANCE,
         ExportError,
         export_onnx,
+        export_int8,
         parity_check,
-        quantize_linear_layers,
     )
 
     int8 = args.out.with_name(args.out.stem + "-int8linear.onnx")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"parity {size}: {_errors_line(errors)} (max |onnx - torch| / max |torch|, "
               f"tolerance {PARITY_TOLERANCE:g})")
     if args.quantize_linear:
-        int8 = quantize_linear_layers(args.out, int8)
+        int8 = export_int8(model, int8, args.size, dynamic=not args.static, source=source)
         for size, errors in parity_check(model, int8, [tuple(args.size)]).items():
             print(f"wrote {int8}; error {size}: {_errors_line(errors)} (no tolerance: measure "
                   "the poses before deploying it)")

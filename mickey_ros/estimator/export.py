@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,9 @@ from mickey_ros.utils.checks import check_file
 ONNX_INPUT = "image"
 ONNX_OUTPUTS = ("kpts", "depth", "scores", "descriptors")
 OPSET = 18
+# the int8 file is for CPUs (ONNX Runtime): opset 20 exports GELU as its one Gelu op, which ran
+# 2.5-3.8x faster than opset 18's erf formula (five ops) on the ViT-L MLP here
+INT8_OPSET = 20
 META = "mickey_ros."  # metadata key prefix
 NORMALISATION = "RGB float32 in [0, 1], (B, 3, H, W), no mean/std; H, W cropped top-left to x14"
 PARITY_TOLERANCE = 1e-4  # max |onnx - torch| / max |torch| per output
@@ -133,6 +137,66 @@ def traceable_position_tables(model: MicKey) -> Iterator[None]:
             delattr(module, name)  # back to the class method
 
 
+class ConvAsMatMul(nn.Module):
+    """A stride-1 ``nn.Conv2d`` written as gathered taps times one weight matrix (im2col).
+
+    ONNX Runtime's dynamic quantisation turns a MatMul with a constant weight into its fast int8
+    kernel but a Conv into ConvInteger, 3.7x slower than the fp32 Conv on this machine
+    (docs/deployment.md); written as a MatMul, the heads' convolutions get the int8 kernel too.
+    The taps are gathered channels-last, so no tap matrix is transposed.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        kh, kw = conv.kernel_size
+        self.taps = [(i * conv.dilation[0], j * conv.dilation[1])
+                     for i in range(kh) for j in range(kw)]
+        self.pad = (0, 0, conv.padding[1], conv.padding[1], conv.padding[0], conv.padding[0])
+        # (C_out, C_in, kh, kw) -> (kh * kw * C_in, C_out), rows in tap-major order like the taps
+        self.register_buffer("weight", conv.weight.detach().permute(2, 3, 1, 0)
+                             .reshape(-1, conv.out_channels).contiguous())
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, C_out, H, W) (the convolution's zero padding keeps H, W)."""
+        H, W = x.shape[-2:]
+        x = x.permute(0, 2, 3, 1)
+        if len(self.taps) > 1:
+            x = nn.functional.pad(x, self.pad)
+            x = torch.cat([x[:, i: i + H, j: j + W] for i, j in self.taps], dim=-1)
+        out = x @ self.weight
+        if self.bias is not None:
+            out = out + self.bias
+        return out.permute(0, 3, 1, 2)
+
+
+def _matmul_friendly(conv: nn.Conv2d) -> bool:
+    """Stride 1, one group, numeric padding that keeps the size: ``ConvAsMatMul`` computes it."""
+    kh, kw = conv.kernel_size
+    keeps_size = all(isinstance(p, int) and 2 * p == d * (k - 1)
+                     for p, d, k in zip(conv.padding, conv.dilation, (kh, kw)))
+    return conv.stride == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros" \
+        and keeps_size
+
+
+@contextmanager
+def convolutions_as_matmuls(model: nn.Module) -> Iterator[int]:
+    """Swap every stride-1 convolution of ``model`` for a :class:`ConvAsMatMul` while exporting.
+
+    Yields the number swapped; the original modules are back afterwards.
+    """
+    swapped = [(parent, name, child) for parent in model.modules()
+               for name, child in parent.named_children()
+               if isinstance(child, nn.Conv2d) and _matmul_friendly(child)]
+    for parent, name, child in swapped:
+        setattr(parent, name, ConvAsMatMul(child))
+    try:
+        yield len(swapped)
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
 class FeatureGraph(nn.Module):
     """The exported function: image -> (kpts, depth, scores, descriptors), fp32."""
 
@@ -158,7 +222,7 @@ class ExportResult:
 
 
 def metadata_for(model: MicKey, size_wh: tuple[int, int], dynamic: bool,
-                 source: str) -> dict[str, str]:
+                 source: str, convs_as_matmuls: bool = False) -> dict[str, str]:
     """The metadata a loader needs, as ONNX ``metadata_props`` (all strings)."""
     m = model.config.matcher
     return {
@@ -174,6 +238,7 @@ def metadata_for(model: MicKey, size_wh: tuple[int, int], dynamic: bool,
         META + "matcher": json.dumps({"temperature": m.temperature, "use_dustbin": m.use_dustbin,
                                       "dustbin_score": model.matcher.dustbin_score.item()}),
         META + "outputs": ",".join(ONNX_OUTPUTS),
+        META + "convs_as_matmuls": json.dumps(convs_as_matmuls),
     }
 
 
@@ -241,7 +306,8 @@ def _check_size(model: MicKey, size_wh: tuple[int, int]) -> None:
 
 def export_onnx(model: MicKey, path: str | Path, size_wh: tuple[int, int], dynamic: bool = True,
                 parity_sizes_wh: list[tuple[int, int]] | None = None, source: str = "",
-                tolerance: float = PARITY_TOLERANCE) -> ExportResult:
+                tolerance: float = PARITY_TOLERANCE, convs_as_matmuls: bool = False,
+                opset: int = OPSET) -> ExportResult:
     """Write ``model``'s per-image network to ``path`` (fp32) and check it against torch.
 
     Args:
@@ -253,6 +319,9 @@ def export_onnx(model: MicKey, path: str | Path, size_wh: tuple[int, int], dynam
             for a dynamic export.
         source: the checkpoint or config name, stored in the metadata.
         tolerance: largest accepted relative error per output.
+        convs_as_matmuls: the stride-1 convolutions written as MatMuls (``ConvAsMatMul``): the
+            same function, for a file that ``quantize_linear_layers`` quantises whole.
+        opset: ONNX opset (18 runs on every runtime the backends support, TensorRT included).
 
     Returns:
         The written path, parity figures and export time.
@@ -277,13 +346,15 @@ def export_onnx(model: MicKey, path: str | Path, size_wh: tuple[int, int], dynam
         dynamic_shapes = {"image": {0: torch.export.Dim("batch", min=1, max=1024),
                                     2: p * rows, 3: p * cols}}
     start = time.perf_counter()
-    with torch.inference_mode(False), torch.no_grad(), traceable_position_tables(model):
+    with (torch.inference_mode(False), torch.no_grad(), traceable_position_tables(model),
+          convolutions_as_matmuls(model) if convs_as_matmuls else nullcontext()):
         program = torch.onnx.export(
             FeatureGraph(model).eval(), (example,), input_names=[ONNX_INPUT],
-            output_names=list(ONNX_OUTPUTS), opset_version=OPSET, dynamo=True,
+            output_names=list(ONNX_OUTPUTS), opset_version=opset, dynamo=True,
             dynamic_shapes=dynamic_shapes, verbose=False,
         )
-    program.model.metadata_props.update(metadata_for(model, size_wh, dynamic, source))
+    program.model.metadata_props.update(
+        metadata_for(model, size_wh, dynamic, source, convs_as_matmuls))
     weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     program.save(str(path), external_data=weight_bytes > 1.8e9)
     export_s = time.perf_counter() - start
@@ -300,12 +371,14 @@ def export_onnx(model: MicKey, path: str | Path, size_wh: tuple[int, int], dynam
 
 
 def quantize_linear_layers(src: str | Path, dst: str | Path) -> Path:
-    """Dynamically quantised copy of an exported file: int8 weights of the linear layers only.
+    """Dynamically quantised copy of an exported file: int8 weights of its MatMuls with a weight.
 
     ONNX Runtime's dynamic quantisation (per-tensor int8 weights, activations quantised per
-    call) of every MatMul/Gemm with a constant weight; attention products, convolutions and
-    the position tables stay fp32. The metadata is kept. Measure the effect on the outputs
-    (``parity_check``) before deploying it: the issue-16 tolerance does not apply to it.
+    call) of every MatMul/Gemm with a constant weight: the linear layers, and the heads'
+    convolutions in a file exported with ``convs_as_matmuls`` (``export_int8``); attention
+    products, the patch embedding and the position tables stay fp32. The metadata is kept.
+    Measure the effect on the outputs (``parity_check``) before deploying it: the issue-16
+    tolerance does not apply to it.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -314,3 +387,24 @@ def quantize_linear_layers(src: str | Path, dst: str | Path) -> Path:
                      op_types_to_quantize=["MatMul", "Gemm"],
                      extra_options={"MatMulConstBOnly": True})
     return dst
+
+
+def export_int8(model: MicKey, path: str | Path, size_wh: tuple[int, int], dynamic: bool = True,
+                source: str = "") -> Path:
+    """Write the int8 file of ``model`` to ``path``, for ONNX Runtime on CPUs.
+
+    An fp32 export with the convolutions as MatMuls, at opset ``INT8_OPSET`` (one Gelu op),
+    parity-checked against torch at ``size_wh``, then quantised by ``quantize_linear_layers``;
+    the fp32 intermediate is deleted.
+    """
+    path = Path(path)
+    fp32 = path.with_name(f".{path.stem}.fp32-{os.getpid()}.onnx")
+    int8 = path.with_name(f".{path.stem}.int8-{os.getpid()}.onnx")
+    try:
+        export_onnx(model, fp32, size_wh, dynamic, parity_sizes_wh=[size_wh], source=source,
+                    convs_as_matmuls=True, opset=INT8_OPSET)
+        os.replace(quantize_linear_layers(fp32, int8), path)  # complete or absent
+        return path
+    finally:
+        for leftover in [*path.parent.glob(fp32.name + "*"), int8]:  # external data, if any
+            leftover.unlink(missing_ok=True)

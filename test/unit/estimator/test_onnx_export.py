@@ -9,8 +9,11 @@ import torch
 
 from mickey_ros.estimator.export import (
     ONNX_OUTPUTS,
+    ConvAsMatMul,
     ExportError,
     FeatureGraph,
+    convolutions_as_matmuls,
+    export_int8,
     export_onnx,
     parity_check,
     position_table_for_grid,
@@ -99,7 +102,8 @@ class TestExportOnnx:
         meta = read_metadata(result.path)
         assert sorted(meta) == sorted([
             "version", "model_name", "model_config", "source", "input_size", "dynamic_size",
-            "normalisation", "patch_size", "descriptor_dim", "matcher", "outputs"])
+            "normalisation", "patch_size", "descriptor_dim", "matcher", "outputs",
+            "convs_as_matmuls"])
         assert meta["model_name"] == "mickey_tiny"
         assert meta["input_size"] == "126x112"
         assert json.loads(meta["dynamic_size"]) is True
@@ -108,6 +112,7 @@ class TestExportOnnx:
         assert json.loads(meta["matcher"]) == {"temperature": 0.1, "use_dustbin": True,
                                                "dustbin_score": 1.0}
         assert json.loads(meta["model_config"]) == model.config.to_dict()
+        assert json.loads(meta["convs_as_matmuls"]) is False
 
     def test_static_export_fixes_the_size(self, ort, tmp_path):
         model = _tiny()
@@ -139,6 +144,52 @@ class TestExportOnnx:
                              parity_sizes_wh=[(322, 238), (714, 532)])
         assert sorted(result.parity) == ["322x238", "714x532"]
         assert max(max(e.values()) for e in result.parity.values()) <= TOLERANCE
+
+
+class TestConvAsMatMul:
+    @pytest.mark.parametrize("kernel, dilation, bias", [(3, 1, False), (3, 2, True), (1, 1, False),
+                                                        (5, 1, True)])
+    def test_same_as_the_convolution(self, kernel, dilation, bias):
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(16, 8, kernel, padding=dilation * (kernel - 1) // 2,
+                               dilation=dilation, bias=bias)
+        x = torch.randn(2, 16, 7, 9)
+        torch.testing.assert_close(ConvAsMatMul(conv)(x), conv(x), rtol=0, atol=1e-5)
+
+
+class TestConvolutionsAsMatmuls:
+    def test_swaps_the_stride_one_convolutions_and_restores_them(self):
+        model = _tiny()
+        convs = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+        strided = {n for n, m in convs.items() if m.stride != (1, 1)}  # the patch embedding
+        image = torch.rand(1, 3, 112, 126)
+        with torch.no_grad():
+            expected = FeatureGraph(model)(image)
+            with convolutions_as_matmuls(model) as swapped:
+                assert swapped == len(convs) - len(strided) > 0
+                assert {n for n, m in model.named_modules()
+                        if isinstance(m, torch.nn.Conv2d)} == strided
+                got = FeatureGraph(model)(image)
+        assert {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)} == convs
+        assert max(relative_errors(expected, got).values()) < 1e-5
+
+
+class TestExportInt8:
+    def test_heads_quantised_as_matmuls(self, ort, tmp_path):
+        import onnx
+
+        model = _tiny()
+        path = export_int8(model, tmp_path / "tiny-int8linear.onnx", (126, 112), source="test")
+        ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+        convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        assert ops.count("Conv") == 1 and "ConvInteger" not in ops  # the patch embedding only
+        assert "Erf" not in ops and ops.count("Gelu") == model.config.backbone.depth
+        assert ops.count("MatMulInteger") >= convs - 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-int8linear.onnx"]
+        meta = read_metadata(path)
+        assert meta["source"] == "test" and json.loads(meta["convs_as_matmuls"]) is True
+        errors = parity_check(model, path, [(126, 112), (154, 126)])
+        assert 0 < max(max(e.values()) for e in errors.values()) < 0.1
 
 
 @pytest.mark.slow
