@@ -78,7 +78,9 @@ class TestFinetuneDemoConfig:
             cfg.data.min_overlap, cfg.data.max_overlap)]
         assert len(own) == len(overlaps) > 50 and 0.3 < min(overlaps) <= max(overlaps) < 0.9
         assert len(val) == sum(len(s.query_frames(1)) for s in val.scenes) > 0
-        assert cfg.data.rehearsal_fraction == 0.5 and len(train.rehearsal) > 0
+        assert (cfg.batch_size, cfg.data.rehearsal_fraction) == (6, 0.3333)
+        assert len(train.rehearsal) > 0
         indices = list(sampler)
-        own_share = sum(i < len(own) for i in indices) / len(indices)
-        assert own_share == pytest.approx(0.5, abs=1 / cfg.batch_size)
+        batches = [indices[i: i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
+        # every full batch: 4 pairs of the converted bag, 2 of the rehearsal rooms
+        assert {sum(i < len(own) for i in b) for b in batches if len(b) == cfg.batch_size} == {4}

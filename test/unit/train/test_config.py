@@ -45,7 +45,9 @@ class TestLoadTrainConfig:
         cfg = load_train_config(CONFIGS / "finetune_demo_own_data.yaml")
         s5 = load_train_config(CONFIGS / "demo_cnn_s5.yaml").data
         r = cfg.data.rehearsal
-        assert cfg.data.rehearsal_fraction == 0.5 and r.source == "synthetic"
+        # 2 of every 6 pairs (the recipe that met the targets in docs/datasets.md)
+        assert round(cfg.data.rehearsal_fraction * cfg.batch_size) == 2 and cfg.batch_size == 6
+        assert r.source == "synthetic"
         assert r.synthetic_pairs == s5.synthetic_pairs  # the rig the bundled model learnt
         assert r.synthetic_train_seed != s5.synthetic_train_seed  # new scenes of it
 
