@@ -5,12 +5,12 @@
 # rehearsal of its own rig), both models compared on the bag's held-out block with one solver
 # seed, and the fine-tuned model replayed on `mickey-ros demo`'s drive (does it still know it?).
 #   bash scripts/own_data_demo.sh [WORKDIR] [STEPS] [DEPTH]
-# STEPS (default 400, as in docs/datasets.md) fine-tune steps; 1500 is the config's full run.
+# STEPS (default 1200, the config's full run, as in docs/datasets.md) fine-tune steps.
 # DEPTH=depth writes the bag's depth topic, converts it (--depth-topic) and supervises with the
 # depth PNGs (data.depth_suffix: .depth.png): the RGB-D row of docs/datasets.md.
 set -euo pipefail
 WORK=${1:-/tmp/own_data_demo}
-STEPS=${2:-400}
+STEPS=${2:-1200}
 DEPTH=${3:-}
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1
