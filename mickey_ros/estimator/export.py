@@ -142,7 +142,7 @@ class ConvAsMatMul(nn.Module):
 
     ONNX Runtime's dynamic quantisation turns a MatMul with a constant weight into its fast int8
     kernel but a Conv into ConvInteger, 3.7x slower than the fp32 Conv on this machine
-    (docs/deployment.md); written as a MatMul, the heads' convolutions get the int8 kernel too.
+    (docs/performance.md); written as a MatMul, the heads' convolutions get the int8 kernel too.
     The taps are gathered channels-last, so no tap matrix is transposed.
     """
 
