@@ -24,21 +24,22 @@ from mickey_ros.dataset.frames import CollectResult, FrameRecord, collect_frames
 from mickey_ros.dataset.layout import write_eval_scene, write_train_scene
 from mickey_ros.dataset.pairs import SOURCES, eval_groups, score_pairs, split_blocks
 from mickey_ros.dataset.summary import plot_pairs, plot_trajectory, summary_text, write_summary
-from mickey_ros.utils.outputs import publish_directory, remove_stale_staging, staging_path
+from mickey_ros.utils.outputs import (
+    is_empty_directory,
+    publish_directory,
+    remove_stale_staging,
+    staging_path,
+)
 
 LOG = logging.getLogger("mickey_ros.dataset")
 NOT_METRIC_FRACTION = 0.5  # more jumps than this fraction of frames: the poses are not metric
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not is_empty_directory(out):
         what = ("already holds a dataset" if (out / "summary.json").exists()
                 or (out / "train").exists() else "exists and is not empty")
         raise DatasetError(f"output directory {out} {what}; choose another --out or delete it")
-
-
-def _is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
 
 
 def _check_frames(result: CollectResult, cfg: DatasetConfig) -> None:
@@ -143,7 +144,7 @@ def _summary(cfg: DatasetConfig, bags: Sequence[Path], result: CollectResult,
         "frames_posed": result.posed, "frames_kept": len(writer.label),
         "scenes": len({f.segment for f in result.frames}), "jumps": result.jumps,
         "dropped": dropped, "splits": splits, "notes": notes,
-        "config": {k: v for k, v in asdict(cfg).items()},
+        "config": asdict(cfg),
     }
 
 
@@ -189,7 +190,7 @@ def main(
         _plots(tmp, result, writer, cfg)
         shutil.rmtree(staging)
         try:  # an empty directory given as --out is replaced, anything else refused
-            publish_directory(tmp, out, replace=True, replaceable=_is_empty_dir)
+            publish_directory(tmp, out, replace=True, replaceable=is_empty_directory)
         except FileExistsError as err:  # the finished dataset stays where the message says
             kept = True
             raise DatasetError(f"{err}; another conversion wrote {out} meanwhile?") from None

@@ -27,6 +27,7 @@ from mickey_ros.relocalization.session import (
     SessionResult,
     StampedTransform,
 )
+from mickey_ros.utils.outputs import is_empty_directory
 
 
 class _LocalizerEstimator:
@@ -157,7 +158,7 @@ def open_library_session(root: str | Path, estimator: Any, params: Any,
 
     source = feature_source(estimator, params.model.checkpoint or None)
     root = Path(root)
-    if create and (not root.exists() or (root.is_dir() and not any(root.iterdir()))):
+    if create and (not root.exists() or is_empty_directory(root)):
         library = KeyframeLibrary.create(root, estimator, source)
         warn(f"keyframe library {root} did not exist: created it empty; add keyframes with the "
              "~/capture_keyframe service or `mickey-ros keyframes build --append`")

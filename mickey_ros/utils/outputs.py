@@ -45,6 +45,11 @@ def staging_path(final: Path) -> Path:
     return final.with_name(f"{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def is_empty_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory with nothing in it (an output that may be filled)."""
+    return path.is_dir() and not any(path.iterdir())
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
