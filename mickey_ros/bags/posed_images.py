@@ -28,7 +28,7 @@ import numpy as np
 
 from mickey_ros.bags.reader import BagError, BagMessage, BagReader, ReadIssues
 from mickey_ros.bags.tf_buffer import TfBuffer, TfLookupError
-from mickey_ros.geometry.pose import transform_from_xyz_qxyzw
+from mickey_ros.geometry.pose import rotation_angle_deg, transform_from_xyz_qxyzw
 from mickey_ros.relocalization.messages import (
     camera_info_to_intrinsics,
     image_msg_to_rgb,
@@ -106,12 +106,6 @@ def blur_score(image_rgb: np.ndarray, long_side: int = 320) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F).var())
 
 
-def rotation_deg(R_a: np.ndarray, R_b: np.ndarray) -> float:
-    """Angle (degrees) of the rotation between two (3, 3) rotation matrices."""
-    cos = (np.trace(R_a.T @ R_b) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-
-
 class KeyframeSelector:
     """Keeps a frame once the camera moved ``min_translation_m`` or turned ``min_rotation_deg``
     since the last kept frame (the first frame is always kept).
@@ -136,7 +130,7 @@ class KeyframeSelector:
         if self.last is None:
             return True
         moved = np.linalg.norm(T_fixed_camera[:3, 3] - self.last[:3, 3])
-        turned = rotation_deg(self.last[:3, :3], T_fixed_camera[:3, :3])
+        turned = rotation_angle_deg(self.last[:3, :3].T @ T_fixed_camera[:3, :3])
         return moved >= self.min_translation_m or turned >= self.min_rotation_deg
 
     def keep(self, T_fixed_camera: np.ndarray) -> None:

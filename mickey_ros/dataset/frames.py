@@ -29,9 +29,9 @@ from mickey_ros.bags.posed_images import (
     PosedImageReport,
     blur_score,
     read_posed_images,
-    rotation_deg,
 )
 from mickey_ros.dataset.config import DatasetConfig, DatasetError
+from mickey_ros.geometry.pose import rotation_angle_deg
 from mickey_ros.synth.overlap import stride_for, subsample_depth
 from mickey_ros.utils.images import save_depth_png
 
@@ -138,7 +138,7 @@ class _Gate:
         if dt <= 0 or dt > self.cfg.new_scene_gap_s:
             return True
         speed = np.linalg.norm(T[:3, 3] - self.prev[1][:3, 3]) / dt
-        turn = rotation_deg(self.prev[1][:3, :3], T[:3, :3]) / dt
+        turn = rotation_angle_deg(self.prev[1][:3, :3].T @ T[:3, :3]) / dt
         if speed > self.cfg.max_speed_mps or turn > self.cfg.max_turn_dps:
             self.result.jumps += 1
             return True

@@ -100,6 +100,12 @@ def rotation_angle(R: Tensor) -> Tensor:
     return 2 * torch.atan2(q[..., 1:].norm(dim=-1), q[..., 0].abs())
 
 
+def rotation_angle_deg(R: np.ndarray) -> float:
+    """Angle in degrees of a (3, 3) rotation, or of the rotation of a (4, 4) transform (numpy)."""
+    cos = (np.trace(R[:3, :3]) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
 def make_transform(R: Tensor, t: Tensor) -> Tensor:
     """(..., 3, 3) rotation and (..., 3) translation -> (..., 4, 4) homogeneous transform."""
     T = torch.zeros(*R.shape[:-2], 4, 4, dtype=R.dtype, device=R.device)

@@ -139,12 +139,6 @@ def pitch_deg(T_cam_world: np.ndarray) -> float:
     return float(np.degrees(np.arcsin(forward_z)))
 
 
-def rotation_deg(T: np.ndarray) -> float:
-    """Rotation angle of the (4, 4) or (3, 3) transform, degrees."""
-    cos = (np.trace(T[:3, :3]) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-
-
 def sample_intrinsics(
     rng: np.random.Generator, size_wh: tuple[int, int], focal_ratio: tuple[float, float]
 ) -> np.ndarray:

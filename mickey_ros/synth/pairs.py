@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mickey_ros.geometry.pose import relative_pose
+from mickey_ros.geometry.pose import relative_pose, rotation_angle_deg
 from mickey_ros.synth.cameras import (
     DEFAULT_PAIR_CONFIG,
     PairSamplingConfig,
     camera_centre,
     pitch_deg,
-    rotation_deg,
     sample_first_camera,
     sample_intrinsics,
     sample_second_camera,
@@ -215,7 +214,7 @@ class PairRenderer:
         T_1_0 = relative_pose(T0, T1)
         centres = (camera_centre(T0), camera_centre(T1))
         baseline = float(np.linalg.norm(centres[1] - centres[0]))
-        angle = rotation_deg(T_1_0)
+        angle = rotation_angle_deg(T_1_0)
         pitches = [pitch_deg(T0), pitch_deg(T1)]
         if not (
             within(baseline, cfg.baseline_m)

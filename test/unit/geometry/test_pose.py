@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from mickey_ros.geometry.pose import (
     quat_xyzw_to_wxyz,
     relative_pose,
     rotation_angle,
+    rotation_angle_deg,
     rotmat_to_quat_wxyz,
     split_transform,
     transform_points,
@@ -124,6 +126,17 @@ class TestRotationAngle:
     def test_half_turn_matrices(self):
         angles = rotation_angle(torch.stack(HALF_TURNS))
         assert torch.allclose(angles, torch.full((3,), math.pi, dtype=F64))
+
+
+class TestRotationAngleDeg:
+    @pytest.mark.parametrize("angle", [0.0, 0.5, 2.0, 3.0])
+    def test_known_angles_of_rotations_and_transforms(self, angle):
+        axis = torch.tensor([2.0, -1.0, 2.0], dtype=F64) / 3
+        R = axis_angle_to_rotmat(axis * angle).numpy()
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, [1.0, 2.0, 3.0]
+        assert rotation_angle_deg(R) == pytest.approx(math.degrees(angle), abs=1e-6)
+        assert rotation_angle_deg(T) == rotation_angle_deg(R)
 
 
 class TestMakeSplitTransform:

@@ -3,14 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mickey_ros.geometry.pose import relative_pose
+from mickey_ros.geometry.pose import relative_pose, rotation_angle_deg
 from mickey_ros.synth.cameras import (
     PairSamplingConfig,
     camera_centre,
     distance_to_bounds,
     hard_pair_config,
     look_at,
-    rotation_deg,
     sample_first_camera,
     sample_intrinsics,
     sample_second_camera,
@@ -47,7 +46,7 @@ class TestLookAt:
         T0 = look_at(np.zeros(3), np.array([1.0, 0.0, 0.0]))
         T1 = look_at(np.zeros(3), np.array([1.0, 0.0, 0.0]), roll_rad=np.radians(10))
         np.testing.assert_allclose(T1[2, :3], T0[2, :3], atol=1e-12)
-        assert rotation_deg(relative_pose(T0, T1)) == pytest.approx(10.0)
+        assert rotation_angle_deg(relative_pose(T0, T1)) == pytest.approx(10.0)
 
 
 class TestRelativePose:

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from mickey_ros.synth.cameras import PairSamplingConfig, hard_pair_config, rotation_deg
+from mickey_ros.geometry.pose import rotation_angle_deg
+from mickey_ros.synth.cameras import PairSamplingConfig, hard_pair_config
 from mickey_ros.synth.overlap import pair_overlap, reproject_depth, stride_for
 from mickey_ros.synth.pairs import (
     OVERLAP_POINTS,
@@ -55,7 +56,7 @@ class TestPairRenderer:
         for pair in easy_pairs:
             baseline = np.linalg.norm(pair.T_1_0[:3, 3])  # |C1 - C0| = |R^T t| = |t|
             assert EASY.baseline_m[0] <= baseline <= EASY.baseline_m[1]
-            assert EASY.rotation_deg[0] <= rotation_deg(pair.T_1_0) <= EASY.rotation_deg[1]
+            assert EASY.rotation_deg[0] <= rotation_angle_deg(pair.T_1_0) <= EASY.rotation_deg[1]
             assert EASY.overlap[0] <= pair.overlap <= EASY.overlap[1]
             assert pair.info["baseline_m"] == pytest.approx(baseline)
 
@@ -112,7 +113,7 @@ class TestPairRenderer:
         cfg = hard_pair_config()
         with PairRenderer(SMALL_WH, seed=0, config=cfg) as hard:
             pair = hard.render_pair(0)
-        assert 20.0 <= rotation_deg(pair.T_1_0) <= 60.0
+        assert 20.0 <= rotation_angle_deg(pair.T_1_0) <= 60.0
         assert 1.0 <= np.linalg.norm(pair.T_1_0[:3, 3]) <= 6.0
         assert 0.1 <= pair.overlap <= 0.6 and pair.info["scene"] == "courtyard"
 
