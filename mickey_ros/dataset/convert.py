@@ -27,7 +27,6 @@ from mickey_ros.dataset.summary import plot_pairs, plot_trajectory, summary_text
 from mickey_ros.utils.outputs import (
     is_empty_directory,
     publish_directory,
-    remove_stale_staging,
     staging_path,
 )
 
@@ -171,8 +170,6 @@ def main(
     out = Path(out)
     bags = [Path(b) for b in bags]
     _check_out(out)
-    for path in remove_stale_staging(out):
-        LOG.info("removed %s, left by a killed conversion", path)
     tmp = staging_path(out)
     staging = tmp / "_staging"
     staging.mkdir(parents=True)

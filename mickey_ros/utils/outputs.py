@@ -8,18 +8,20 @@ A directory is written under a staging name unique to the process (``staging_pat
 renamed into place (``publish_directory``): a reader never sees it half-written, two processes
 writing the same output never share a temporary name, and a run that fails leaves no directory
 under the final name. A run that is killed leaves its staging directory; the next run of the
-same output removes it once its process is gone (``remove_stale_staging``).
+same output (``staging_path`` of it) removes it once its process is gone.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+logger = logging.getLogger("mickey_ros.outputs")
 PUBLISH_TRIES = 5  # renames lost to another process publishing the same name at the same time
 
 
@@ -40,8 +42,11 @@ def staging_path(final: Path) -> Path:
     """A path beside ``final`` that no other process uses: ``<name>.partial-<pid>-<random>``.
 
     Beside, so the final rename stays on one file system (atomic); not hidden, because a bag
-    writer names its storage files after the directory (``<name>.partial-..._0.mcap``).
+    writer names its storage files after the directory (``<name>.partial-..._0.mcap``). What
+    killed runs of the same output left beside it is removed first (``remove_stale_staging``).
     """
+    for path in remove_stale_staging(final):
+        logger.info("removed %s, left by a killed run", path)
     return final.with_name(f"{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 

@@ -72,11 +72,16 @@ class TestPublishDirectory:
 class TestRemoveStaleStaging:
     def test_dead_runs_removed_live_runs_and_other_names_kept(self, tmp_path, dead_pid):
         final = tmp_path / "out[1]"  # glob characters in the name are literal
-        dead = _dir(tmp_path / f"out[1].partial-{dead_pid}-0badf00d", "killed")
         live = _dir(staging_path(final), "at work")
+        dead = _dir(tmp_path / f"out[1].partial-{dead_pid}-0badf00d", "killed")
         other = _dir(tmp_path / f"out1.partial-{dead_pid}-0badf00d", "another output's")
         assert outputs.remove_stale_staging(final) == [dead]
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+    def test_a_new_staging_path_clears_what_killed_runs_left(self, tmp_path, dead_pid):
+        dead = _dir(tmp_path / f"bag.partial-{dead_pid}-0badf00d", "killed")
+        new = staging_path(tmp_path / "bag")
+        assert not dead.exists() and new.name.startswith(f"bag.partial-{os.getpid()}-")
 
 
 class TestDemoBag:
