@@ -8,7 +8,6 @@ PNG, a TUM trajectory and a CSV, all under ``--workdir`` (default ``~/.cache/mic
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -76,7 +75,7 @@ def demo_bag(args: argparse.Namespace, workdir: Path) -> Path:
         return bag
     from mickey_ros.synth.render import EGLUnavailableError
     from mickey_ros.synth.rosbag import write_robot_bag
-    from mickey_ros.utils.outputs import publish_directory, staging_path
+    from mickey_ros.utils.outputs import discard_staging, publish_directory, staging_path
 
     partial = staging_path(bag)  # unique: two demos in one workdir never share it
     print(f"rendering a {args.seconds:g} s synthetic robot bag ({W}x{H} at {args.rate:g} Hz)...")
@@ -84,7 +83,7 @@ def demo_bag(args: argparse.Namespace, workdir: Path) -> Path:
         write_robot_bag(partial, seconds=args.seconds, rate_hz=args.rate, size_wh=(W, H),
                         storage=args.storage, seed=args.seed, progress=not args.no_progress)
     except BaseException as err:
-        shutil.rmtree(partial, ignore_errors=True)  # failed or interrupted: nothing half-written
+        discard_staging(partial)  # failed or interrupted: nothing half-written
         if isinstance(err, EGLUnavailableError):
             raise UserError(f"cannot render the synthetic bag: {err}") from None
         raise

@@ -25,6 +25,7 @@ from mickey_ros.dataset.layout import write_eval_scene, write_train_scene
 from mickey_ros.dataset.pairs import SOURCES, eval_groups, score_pairs, split_blocks
 from mickey_ros.dataset.summary import plot_pairs, plot_trajectory, summary_text, write_summary
 from mickey_ros.utils.outputs import (
+    discard_staging,
     is_empty_directory,
     publish_directory,
     staging_path,
@@ -192,7 +193,7 @@ def main(
             kept = True
             raise DatasetError(f"{err}; another conversion wrote {out} meanwhile?") from None
     finally:
-        if not kept and tmp.exists():
-            shutil.rmtree(tmp)
+        if not kept:
+            discard_staging(tmp)
     LOG.info("%s", summary_text(summary))
     return out

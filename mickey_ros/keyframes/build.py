@@ -12,7 +12,6 @@ Convention:
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from mickey_ros.estimator.relative_pose import RelativePoseEstimator
 from mickey_ros.geometry.pose import invert_transform
 from mickey_ros.keyframes.library import KeyframeLibrary
 from mickey_ros.keyframes.store import FeatureSource, LibraryError, publish_directory
-from mickey_ros.utils.outputs import staging_path
+from mickey_ros.utils.outputs import discard_staging, staging_path
 
 Warn = Callable[[str], object]
 
@@ -137,7 +136,7 @@ def build_library(out: Path, estimator: RelativePoseEstimator, source: FeatureSo
             raise LibraryError("no keyframe to write: the input holds no usable posed image")
         publish_directory(staging, out, overwrite)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_staging(staging)
     lib.root = out
     return lib
 

@@ -13,7 +13,6 @@ Time: outputs carry the image stamps; each output message is logged at its image
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from mickey_ros.replay.trajectory_metrics import (
 )
 from mickey_ros.utils.config import config_to_dict
 from mickey_ros.utils.images import ImageError
-from mickey_ros.utils.outputs import publish_directory, staging_path
+from mickey_ros.utils.outputs import discard_staging, publish_directory, staging_path
 
 log = logging.getLogger(__name__)
 STORAGES = ("sqlite3", "mcap")
@@ -423,7 +422,7 @@ def replay(
                 writer.write_anchor(run.session)
                 finished = run.run(writer)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)  # nothing half-written under any name
+            discard_staging(staging)  # nothing half-written under any name
             raise
         elapsed = time.perf_counter() - start
     out = _publish(cfg, staging, out, default, bag)  # closed: complete, or partial after Ctrl-C

@@ -4,11 +4,11 @@ writer.
 A file is written to a temporary name unique to the process and renamed over the old one
 (``atomic_write_bytes``).
 
-A directory is written under a staging name unique to the process (``staging_path``), then
+A directory is written under a staging area unique to the process (``staging_path``), then
 renamed into place (``publish_directory``): a reader never sees it half-written, two processes
 writing the same output never share a temporary name, and a run that fails leaves no directory
-under the final name. A run that is killed leaves its staging directory; the next run of the
-same output (``staging_path`` of it) removes it once its process is gone.
+under the final name (``discard_staging``). A run that is killed leaves its staging area; the
+next run of the same output (``staging_path`` of it) removes it once its process is gone.
 """
 
 from __future__ import annotations
@@ -39,15 +39,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def staging_path(final: Path) -> Path:
-    """A path beside ``final`` that no other process uses: ``<name>.partial-<pid>-<random>``.
+    """Where to write ``final`` first: ``<name>.partial-<pid>-<random>/<name>`` beside it.
 
-    Beside, so the final rename stays on one file system (atomic); not hidden, because a bag
-    writer names its storage files after the directory (``<name>.partial-..._0.mcap``). What
-    killed runs of the same output left beside it is removed first (``remove_stale_staging``).
+    The staging area (the ``.partial-`` directory, made by whoever creates the path with
+    ``parents=True``) is unique to the process and beside ``final``, so the final rename stays on
+    one file system (atomic). The staged directory itself has ``final``'s name because a bag
+    writer names its storage files after the directory: the published bag holds ``<name>.mcap``,
+    not a staging name. What killed runs of the same output left beside it is removed first
+    (``remove_stale_staging``).
     """
     for path in remove_stale_staging(final):
         logger.info("removed %s, left by a killed run", path)
-    return final.with_name(f"{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    area = final.with_name(f"{final.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return area / final.name
+
+
+def discard_staging(staging: Path) -> None:
+    """Delete ``staging`` (from ``staging_path``) and its area: a failed or interrupted run."""
+    shutil.rmtree(staging.parent, ignore_errors=True)
 
 
 def is_empty_directory(path: Path) -> bool:
@@ -66,10 +75,10 @@ def _process_alive(pid: int) -> bool:
 
 
 def remove_stale_staging(final: Path) -> list[Path]:
-    """Delete the staging directories of ``final`` left by killed runs; returns what it deleted.
+    """Delete the staging areas of ``final`` left by killed runs; returns what it deleted.
 
-    A staging directory (``staging_path(final)``) whose process still runs is another run at
-    work and is kept.
+    A staging area (of ``staging_path(final)``) whose process still runs is another run at work
+    and is kept.
     """
     removed = []
     for path in final.parent.glob(f"{glob.escape(final.name)}.partial-*-*"):
@@ -115,7 +124,7 @@ def publish_directory(
     for _ in range(PUBLISH_TRIES):
         if final.exists():
             if keep_existing:
-                shutil.rmtree(staging, ignore_errors=True)
+                discard_staging(staging)
                 return final
             if not replaceable(final):
                 raise FileExistsError(f"cannot replace {final}: it is not what this command "
@@ -128,9 +137,11 @@ def publish_directory(
                 shutil.rmtree(old, ignore_errors=True)
         try:
             os.rename(staging, final)  # fails, not merges, when another process got there first
-            return final
         except OSError:
             if not final.exists():
                 raise
+            continue
+        staging.parent.rmdir()  # the staging area, empty now
+        return final
     raise FileExistsError(f"cannot write {final}: other processes keep replacing it; this run's "
                           f"output is kept as {staging}")

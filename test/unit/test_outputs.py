@@ -7,13 +7,14 @@ import argparse
 import os
 
 import pytest
+import yaml
 
 from mickey_ros.utils import outputs
 from mickey_ros.utils.outputs import publish_directory, staging_path
 
 
 def _dir(path, text: str):
-    path.mkdir()
+    path.mkdir(parents=True)
     (path / "metadata.yaml").write_text(text)
     return path
 
@@ -23,8 +24,31 @@ class TestStagingPath:
         final = tmp_path / "bag"
         names = {staging_path(final) for _ in range(50)}
         assert len(names) == 50
-        assert all(p.parent == tmp_path and p.name.startswith(f"bag.partial-{os.getpid()}-")
-                   for p in names)
+        assert all(p.name == "bag" and p.parent.parent == tmp_path
+                   and p.parent.name.startswith(f"bag.partial-{os.getpid()}-") for p in names)
+
+    def test_a_bag_published_from_it_has_its_storage_file_named_after_it(self, tmp_path):
+        """rosbags names the storage file after the directory: no staging name in the bag."""
+        from rosbags.rosbag2 import Reader
+
+        from mickey_ros.bags.writer import open_writer
+
+        final = tmp_path / "drive"
+        staging = staging_path(final)
+        with open_writer(staging, "mcap"):
+            pass
+        publish_directory(staging, final)
+        assert os.listdir(tmp_path) == ["drive"]
+        assert sorted(os.listdir(final)) == ["drive.mcap", "metadata.yaml"]
+        info = yaml.safe_load((final / "metadata.yaml").read_text())
+        assert info["rosbag2_bagfile_information"]["relative_file_paths"] == ["drive.mcap"]
+        with Reader(final) as reader:
+            assert reader.message_count == 0
+
+    def test_discard_staging_leaves_nothing(self, tmp_path):
+        staging = _dir(staging_path(tmp_path / "bag"), "half")
+        outputs.discard_staging(staging)
+        assert os.listdir(tmp_path) == []
 
 
 class TestPublishDirectory:
@@ -76,12 +100,12 @@ class TestRemoveStaleStaging:
         dead = _dir(tmp_path / f"out[1].partial-{dead_pid}-0badf00d", "killed")
         other = _dir(tmp_path / f"out1.partial-{dead_pid}-0badf00d", "another output's")
         assert outputs.remove_stale_staging(final) == [dead]
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.parent.name, other.name])
 
     def test_a_new_staging_path_clears_what_killed_runs_left(self, tmp_path, dead_pid):
         dead = _dir(tmp_path / f"bag.partial-{dead_pid}-0badf00d", "killed")
         new = staging_path(tmp_path / "bag")
-        assert not dead.exists() and new.name.startswith(f"bag.partial-{os.getpid()}-")
+        assert not dead.exists() and new.parent.name.startswith(f"bag.partial-{os.getpid()}-")
 
 
 class TestDemoBag:

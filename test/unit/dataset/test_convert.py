@@ -294,8 +294,8 @@ class TestDatasetBadInputs:
         code, _, err = run(capsys, bag, "--out", out)
         kept = [p for p in tmp_path.iterdir() if p.name.startswith("ds.partial-")]
         assert code == 2 and len(kept) == 1, err
-        assert f"this run's output is kept as {kept[0]}; another conversion wrote {out}" in err
-        assert (kept[0] / "summary.json").is_file() and list(out.iterdir()) == [out / "train"]
+        assert f"this run's output is kept as {kept[0] / 'ds'}; another conversion wrote {out}" in err
+        assert (kept[0] / "ds/summary.json").is_file() and list(out.iterdir()) == [out / "train"]
 
     def test_bad_split(self, tmp_path, capsys):
         bag = write_quick_bag(tmp_path / "b", frames=3)

@@ -123,9 +123,9 @@ class TestPublishDirectory:
             publish_directory(tmp_path / "new", tmp_path / "lib", overwrite=False)
 
     def test_overwrite_replaces_a_library(self, tmp_path):
-        old, new = tmp_path / "lib", tmp_path / "new"
+        old, new = tmp_path / "lib", outputs.staging_path(tmp_path / "lib")
         write_manifest(old.mkdir() or old, Manifest(SOURCE, [_entry("old")]))
-        write_manifest(new.mkdir() or new, Manifest(SOURCE, [_entry("new")]))
+        write_manifest(new.mkdir(parents=True) or new, Manifest(SOURCE, [_entry("new")]))
         publish_directory(new, old, overwrite=True)
         assert [e.id for e in read_manifest(old).keyframes] == ["new"]
         assert sorted(os.listdir(tmp_path)) == ["lib"]
