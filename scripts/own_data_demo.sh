@@ -6,8 +6,9 @@
 # seed, and the fine-tuned model replayed on `mickey-ros demo`'s drive (does it still know it?).
 #   bash scripts/own_data_demo.sh [WORKDIR] [STEPS] [DEPTH]
 # STEPS (default 1200, the config's full run, as in docs/datasets.md) fine-tune steps.
-# DEPTH=depth writes the bag's depth topic, converts it (--depth-topic) and supervises with the
-# depth PNGs (data.depth_suffix: .depth.png): the RGB-D row of docs/datasets.md.
+# DEPTH=depth writes the bag's depth topic, converts it (--depth-topic) and fine-tunes with
+# config/train/finetune_demo_own_data_rgbd.yaml (the depth PNGs supervise, half of every batch
+# rehearses the demo rig): the RGB-D row of docs/datasets.md.
 set -euo pipefail
 WORK=${1:-/tmp/own_data_demo}
 STEPS=${2:-1200}
@@ -21,12 +22,7 @@ BAG_DEPTH=()
 if [ "$DEPTH" = depth ]; then
     CONVERT=(--depth-topic /camera/depth/image_raw)
     BAG_DEPTH=(--depth)
-    CONFIG="$WORK/finetune_rgbd.yaml"  # the shipped config with the converted depth PNGs
-    "$PY" -c "
-import yaml
-cfg = yaml.safe_load(open('config/train/finetune_demo_own_data.yaml'))
-cfg['data']['depth_suffix'] = '.depth.png'
-yaml.safe_dump(cfg, open('$CONFIG', 'w'), sort_keys=False)"
+    CONFIG=config/train/finetune_demo_own_data_rgbd.yaml
 fi
 [ -d "$WORK/bag" ] || "$PY" -m mickey_ros.cli.main synth rosbag --out "$WORK/bag" --seconds 150 \
     --rate 5 --render-size 320x240 --scene courtyard --seed 27 "${BAG_DEPTH[@]}"

@@ -63,12 +63,26 @@ class TestBeforeAfterScript:
             "does not exist"
 
 
+@pytest.fixture(scope="module")
+def rgbd_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("compare_rgbd")
+    bag = write_quick_bag(root / "bag", frames=100, depth_16uc1=3.0)
+    return convert(DatasetConfig(depth_topic="/camera/depth/image_raw"), [bag], root / "ds",
+                   progress=False)
+
+
 class TestFinetuneDemoConfig:
-    def test_reads_a_converted_dataset(self, dataset):
+    # the quick bag's depth topic sees a flat wall 3 m ahead: few pairs overlap by depth
+    @pytest.mark.parametrize("config, data, min_pairs, own_per_batch", [
+        ("finetune_demo_own_data.yaml", "dataset", 50, 4),
+        ("finetune_demo_own_data_rgbd.yaml", "rgbd_dataset", 2, 3),
+    ])
+    def test_reads_a_converted_dataset(self, config, data, min_pairs, own_per_batch, request):
         from mickey_ros.train.config import load_train_config
         from mickey_ros.train.data import build_datasets
 
-        cfg = load_train_config(ROOT / "config/train/finetune_demo_own_data.yaml")
+        dataset = request.getfixturevalue(data)
+        cfg = load_train_config(ROOT / "config/train" / config)
         assert (cfg.model, cfg.data.source, cfg.data.width, cfg.data.height) == (
             "mickey_demo_cnn", "mapfree", 320, 240)
         train, val, sampler = build_datasets(cfg.data, dataset, seed=cfg.seed,
@@ -76,11 +90,19 @@ class TestFinetuneDemoConfig:
         own = train.main  # the converted bag; train.rehearsal: the demo rig's rendered rooms
         overlaps = [p.overlap for s in own.scenes for p in s.overlap_pairs(
             cfg.data.min_overlap, cfg.data.max_overlap)]
-        assert len(own) == len(overlaps) > 50 and 0.3 < min(overlaps) <= max(overlaps) < 0.9
+        assert len(own) == len(overlaps) > min_pairs and 0.3 < min(overlaps) <= max(overlaps) < 0.9
         assert len(val) == sum(len(s.query_frames(1)) for s in val.scenes) > 0
-        assert (cfg.batch_size, cfg.data.rehearsal_fraction) == (6, 0.3333)
+        assert cfg.batch_size == 6
         assert len(train.rehearsal) > 0
         indices = list(sampler)
         batches = [indices[i: i + cfg.batch_size] for i in range(0, len(indices), cfg.batch_size)]
-        # every full batch: 4 pairs of the converted bag, 2 of the rehearsal rooms
-        assert {sum(i < len(own) for i in b) for b in batches if len(b) == cfg.batch_size} == {4}
+        # every full batch: 4 (RGB-D: 3) pairs of the converted bag, the rest rehearsal rooms
+        assert {sum(i < len(own) for i in b) for b in batches
+                if len(b) == cfg.batch_size} == {own_per_batch}
+        # the converter's depth PNGs supervise the RGB-D config's pairs of the bag (millimetres
+        # read as metres), the no-depth config's pairs carry none (0 = unknown)
+        depth0 = train[0]["depth0"]
+        if data == "rgbd_dataset":
+            assert float(depth0[depth0 > 0].median()) == pytest.approx(3.0, abs=1e-3)
+        else:
+            assert float(depth0.abs().max()) == 0.0

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[3] / "config" / "train"
 class TestLoadTrainConfig:
     @pytest.mark.parametrize(
         "name", ["mapfree_curriculum.yaml", "finetune_own_data.yaml", "synthetic_small.yaml",
-                 "finetune_demo_own_data.yaml"]
+                 "finetune_demo_own_data.yaml", "finetune_demo_own_data_rgbd.yaml"]
     )
     def test_shipped_configs_load(self, name):
         assert isinstance(load_train_config(CONFIGS / name), TrainConfig)
@@ -50,6 +51,15 @@ class TestLoadTrainConfig:
         assert r.source == "synthetic"
         assert r.synthetic_pairs == s5.synthetic_pairs  # the rig the bundled model learnt
         assert r.synthetic_train_seed != s5.synthetic_train_seed  # new scenes of it
+
+    def test_rgbd_fine_tune_differs_only_in_depth_and_rehearsal_share(self):
+        no_depth = load_train_config(CONFIGS / "finetune_demo_own_data.yaml")
+        rgbd = load_train_config(CONFIGS / "finetune_demo_own_data_rgbd.yaml")
+        # 3 of every 6 pairs rehearse (docs/datasets.md: a third let the demo drive go on RGB-D)
+        assert round(rgbd.data.rehearsal_fraction * rgbd.batch_size) == 3
+        assert rgbd.data.depth_suffix == ".depth.png"  # the converter's depth PNGs
+        assert rgbd == dataclasses.replace(no_depth, data=dataclasses.replace(
+            no_depth.data, rehearsal_fraction=0.5, depth_suffix=".depth.png"))
 
 
 class TestDataConfigRehearsal:
