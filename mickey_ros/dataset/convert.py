@@ -2,7 +2,7 @@
 
 Stages: keyframes streamed to a staging folder (``frames``), continuous parts cut into time
 blocks per split and pairs scored (``pairs``), scene folders written (``layout``), summary and
-plots (``summary``). Everything is written under a staging name unique to the process beside
+plots (``summary``). Everything is written to a staging area unique to the process beside
 ``out`` and renamed to ``out`` at the end (``utils.outputs``), so an interrupted or refused
 conversion never leaves a dataset that looks complete, and two conversions to one ``out`` never
 write into each other's files.

@@ -10,7 +10,8 @@ Layout of a library directory ``LIB``::
 A keyframe belongs to the library only once the manifest names it, and the manifest is replaced
 atomically (temp file + ``os.replace``) after its files are complete: an interrupted capture
 leaves the library as it was (at most an orphan file that the next load ignores). A whole build
-is written to a sibling directory and renamed into place (``publish_directory``).
+is written to a staging directory beside it (``utils.outputs.staging_path``) and renamed into
+place (``publish_directory``).
 
 Convention:
     ``T_map_camera`` (4, 4) is the keyframe camera's pose in the map frame (maps optical-frame
