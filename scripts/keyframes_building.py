@@ -115,9 +115,10 @@ def write_mapping_directory(out: Path, layout: dict, images: list, K: np.ndarray
 
 def pose_error(T_est: np.ndarray, T_gt: np.ndarray) -> tuple[float, float]:
     """(metres, degrees) between two camera poses."""
+    from mickey_ros.geometry.pose import rotation_angle_deg
+
     dt = float(np.linalg.norm(T_est[:3, 3] - T_gt[:3, 3]))
-    cos = (np.trace(T_est[:3, :3].T @ T_gt[:3, :3]) - 1) / 2
-    return dt, float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    return dt, rotation_angle_deg(T_est[:3, :3].T @ T_gt[:3, :3])
 
 
 def correct(fix_T: np.ndarray | None, ok: bool, T_gt: np.ndarray) -> bool:

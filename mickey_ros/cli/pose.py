@@ -173,11 +173,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _summary(estimate, model: str, size_wh: tuple[int, int], viz: Path | None,
              run_note: str) -> str:
+    from mickey_ros.geometry.pose import rotation_angle_deg  # torch: not on import
+
     lines = [f"model            : {model}", f"network input    : {size_wh[0]}x{size_wh[1]} px",
              f"runs with        : {run_note}"]
     if not estimate.valid:
         return "\n".join([*lines, f"no pose: {estimate.reason}"])
-    angle = np.degrees(np.arccos(np.clip((np.trace(estimate.R) - 1) / 2, -1, 1)))
+    angle = rotation_angle_deg(estimate.R)
     q = estimate.q_wxyz
     lines += [
         f"t_query_ref [m]  : {np.array2string(estimate.t, precision=4)} (|t| = "

@@ -58,10 +58,12 @@ def _draw_depths(fig, grid_row, matches: dict) -> None:
 
 def describe_estimate(estimate: PoseEstimate, model_name: str = "") -> str:
     """Two lines for a figure title: the pose (translation and rotation) and its source."""
+    from mickey_ros.geometry.pose import rotation_angle_deg  # torch: only when drawing
+
     if not estimate.valid:
         head = f"no pose: {estimate.reason}"
     else:
-        angle = np.degrees(np.arccos(np.clip((np.trace(estimate.R) - 1) / 2, -1, 1)))
+        angle = rotation_angle_deg(estimate.R)
         t = np.asarray(estimate.t)
         head = (
             f"query relative to reference: t = ({t[0]:.2f}, {t[1]:.2f}, {t[2]:.2f}) m "
